@@ -1,0 +1,3 @@
+//! `bbu-sim`: the BBU worker.
+
+fn main() {}

@@ -1,0 +1,4 @@
+//! cranlab experiments: scenario files, orchestration of the deployments,
+//! interleaved runs, histograms, reports and plots.
+
+pub mod results;

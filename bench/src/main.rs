@@ -1,0 +1,3 @@
+//! `cranlab`: run experiments, write results and reports.
+
+fn main() {}

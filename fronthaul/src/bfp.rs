@@ -1,0 +1,1 @@
+//! Block floating point compression of PRBs (any width 1..=16).

@@ -1,0 +1,1 @@
+//! O-RAN 7.2x U-plane and C-plane headers and sections.

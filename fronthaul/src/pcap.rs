@@ -1,0 +1,1 @@
+//! Writing frames as a pcap with their due timestamps.

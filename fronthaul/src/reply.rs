@@ -1,0 +1,1 @@
+//! The worker's slot-done reply (an eCPRI vendor-specific message).

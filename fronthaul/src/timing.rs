@@ -1,0 +1,1 @@
+//! Timing windows shared by both ends: Ta3 transmit offset, Ta4 receive window, slot budget.

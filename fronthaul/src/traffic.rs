@@ -1,0 +1,1 @@
+//! The seeded traffic model: known QAM symbols through a known channel plus noise, DMRS pilots.

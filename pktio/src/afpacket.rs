@@ -1,0 +1,1 @@
+//! AF_PACKET raw sockets bound to an interface.

@@ -1,0 +1,1 @@
+//! AF_XDP sockets and the XDP redirect program.

@@ -1,0 +1,1 @@
+//! In-memory lock-free rings between threads.

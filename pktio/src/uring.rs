@@ -1,0 +1,1 @@
+//! AF_PACKET driven by io_uring.

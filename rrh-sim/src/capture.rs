@@ -1,0 +1,1 @@
+//! Capture mode: N slots of a cell's traffic written as a pcap.

@@ -1,0 +1,1 @@
+//! Live mode: paced transmit on the NR symbol clock, reply receipt, histograms.

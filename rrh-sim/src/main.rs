@@ -1,0 +1,3 @@
+//! `rrh-sim`: the radio-head simulator.
+
+fn main() {}

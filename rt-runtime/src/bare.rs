@@ -1,0 +1,1 @@
+//! The bare deployment: a plain process, pinned, SCHED_FIFO, mlockall.

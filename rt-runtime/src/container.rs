@@ -1,0 +1,1 @@
+//! The container deployment and the OCI runtime behind `rt-runtime run`.

@@ -1,0 +1,1 @@
+//! Host facts and readiness checks.

@@ -1,0 +1,1 @@
+//! The kvm deployment: the worker in a QEMU guest, hardware KVM or TCG labelled as such.

@@ -1,0 +1,1 @@
+//! Network plumbing: namespaces, veth pairs and taps, all `cranlab`-prefixed.
