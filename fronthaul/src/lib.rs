@@ -9,6 +9,7 @@
 pub mod bfp;
 pub mod cell;
 pub mod ecpri;
+pub mod error;
 pub mod numerology;
 pub mod oran;
 pub mod packetize;
