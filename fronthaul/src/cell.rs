@@ -148,6 +148,9 @@ pub struct CellConfig {
     pub direction: Direction,
     /// eAxC bit split.
     pub eaxc_split: EaxcSplit,
+    /// Number of distinct slots the traffic model precomputes (1..=1000);
+    /// slot `n` carries pool entry `n % distinct_slots`.
+    pub distinct_slots: u16,
 }
 
 impl Default for CellConfig {
@@ -167,6 +170,7 @@ impl Default for CellConfig {
             seed: 1,
             direction: Direction::Uplink,
             eaxc_split: EaxcSplit::default(),
+            distinct_slots: 20,
         }
     }
 }
@@ -221,6 +225,9 @@ impl CellConfig {
         if !self.snr_db.is_finite() || !(-10.0..=100.0).contains(&self.snr_db) {
             return Err(invalid("snr_db", format!("{} is out of range -10..=100", self.snr_db)));
         }
+        if self.distinct_slots == 0 || self.distinct_slots > 1000 {
+            return Err(invalid("distinct_slots", format!("{} is out of range 1..=1000", self.distinct_slots)));
+        }
         let s = self.eaxc_split;
         if u32::from(s.du_port) + u32::from(s.band_sector) + u32::from(s.cc) + u32::from(s.ru_port) != 16 {
             return Err(invalid("eaxc_split", "the four widths must add up to 16 bits"));
@@ -242,7 +249,7 @@ impl CellConfig {
         let dmrs: Vec<String> = self.dmrs_symbols.iter().map(|s| s.to_string()).collect();
         let s = self.eaxc_split;
         format!(
-            "mu={},prbs={},ant={},layers={},mod={},iqw={},comp={},udcomphdr={},mtu={},dmrs={},snr={},seed={},dir={},eaxc={}.{}.{}.{}",
+            "mu={},prbs={},ant={},layers={},mod={},iqw={},comp={},udcomphdr={},mtu={},dmrs={},snr={},seed={},dir={},eaxc={}.{}.{}.{},pool={}",
             self.mu,
             self.prbs,
             self.antennas,
@@ -265,7 +272,8 @@ impl CellConfig {
             s.du_port,
             s.band_sector,
             s.cc,
-            s.ru_port
+            s.ru_port,
+            self.distinct_slots
         )
     }
 }
@@ -324,6 +332,7 @@ impl FromStr for CellConfig {
                     }
                     c.eaxc_split = EaxcSplit { du_port: p[0], band_sector: p[1], cc: p[2], ru_port: p[3] };
                 }
+                "pool" => c.distinct_slots = num("distinct_slots", v)?,
                 other => return Err(CellError::UnknownField(other.to_string())),
             }
         }
@@ -338,7 +347,7 @@ mod tests {
 
     #[test]
     fn spec_round_trips() {
-        let c = CellConfig { mu: 0, prbs: 273, antennas: 4, layers: 4, snr_db: 27.5, seed: 99, ..CellConfig::default() };
+        let c = CellConfig { mu: 0, prbs: 273, antennas: 4, layers: 4, snr_db: 27.5, seed: 99, distinct_slots: 7, ..CellConfig::default() };
         let back: CellConfig = c.to_spec().parse().unwrap();
         assert_eq!(back, c);
         assert!(!c.to_spec().contains(' '));
