@@ -1,1 +1,0 @@
-//! AF_XDP sockets and the XDP redirect program.
