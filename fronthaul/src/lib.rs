@@ -10,6 +10,7 @@ pub mod bfp;
 pub mod cell;
 pub mod ecpri;
 pub mod error;
+pub mod frame;
 pub mod numerology;
 pub mod oran;
 pub mod packetize;
@@ -17,3 +18,6 @@ pub mod pcap;
 pub mod reply;
 pub mod timing;
 pub mod traffic;
+
+pub use error::FhError;
+pub use frame::{parse_ecpri, parse_frame, Frame, FrameBuilder, Message, ParseConfig};
