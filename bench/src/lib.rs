@@ -1,4 +1,6 @@
 //! cranlab experiments: scenario files, orchestration of the deployments,
 //! interleaved runs, histograms, reports and plots.
 
+pub mod histio;
 pub mod results;
+pub mod scenario;
