@@ -1,0 +1,47 @@
+//! `cranlab-workload`: the workload the whitepaper benchmarks run on bare
+//! metal, in containers and in guests. It prints `READY` when started and one
+//! `RESULT {json}` line per finished workload.
+
+use std::io::Write;
+use std::net::TcpListener;
+
+use anyhow::{bail, Context, Result};
+use bench::workload;
+
+fn arg<T: std::str::FromStr>(args: &[String], name: &str, default: T) -> Result<T> {
+    match args.iter().position(|a| a == name) {
+        Some(i) => {
+            let v = args.get(i + 1).with_context(|| format!("{name} needs a value"))?;
+            v.parse().map_err(|_| anyhow::anyhow!("{name}: invalid value {v:?}"))
+        }
+        None => Ok(default),
+    }
+}
+
+fn emit(r: &workload::WorkloadResult) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "RESULT {}", serde_json::to_string(r)?)?;
+    out.flush()?;
+    Ok(())
+}
+
+fn main() -> Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let Some(cmd) = args.first() else { bail!("usage: cranlab-workload idle|prime|mbw|net-serve [options]") };
+    println!("READY {cmd}");
+    std::io::stdout().flush()?;
+    match cmd.as_str() {
+        // Stays up until killed: the launch and reboot benchmarks time READY.
+        "idle" => loop {
+            std::thread::park();
+        },
+        "prime" => emit(&workload::prime(arg(&args, "--limit", 10_000)?, arg(&args, "--seconds", 5.0)?)),
+        "mbw" => emit(&workload::mbw(arg(&args, "--mib", 64)?, arg(&args, "--reps", 5)?)),
+        "net-serve" => {
+            let port: u16 = arg(&args, "--port", 5201)?;
+            let l = TcpListener::bind(("0.0.0.0", port)).with_context(|| format!("bind tcp port {port}"))?;
+            workload::net_serve(&l, arg(&args, "--connections", 2)?).context("serve network workload")
+        }
+        other => bail!("unknown workload {other:?} (idle, prime, mbw, net-serve)"),
+    }
+}

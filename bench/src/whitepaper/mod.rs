@@ -1,0 +1,373 @@
+//! `cranlab whitepaper`: the container-versus-VM benchmark table of the 2016
+//! carrier-grade Linux whitepaper, reproduced on this host in one run.
+//!
+//! Rows: (1) asynchronous launch of N instances, (2) serial launch, (3) serial
+//! reboot, (4) snapshot of a running instance, (5) guest performance against
+//! bare metal (CPU, memory bandwidth, network). Every platform runs the same
+//! `cranlab-workload` binary; a platform is anything that can start it and
+//! show its `READY` line ([`Platform`]).
+
+pub mod platforms;
+pub mod sample;
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use crate::workload::WorkloadResult;
+use sample::{mem_available_now, Sampler, Usage};
+
+/// Errors from the whitepaper benchmarks.
+#[derive(Debug, thiserror::Error)]
+pub enum WpError {
+    /// A step failed; `step` names it.
+    #[error("{step}: {reason}")]
+    Step {
+        /// What was being done.
+        step: String,
+        /// What went wrong.
+        reason: String,
+    },
+}
+
+impl WpError {
+    /// A failed step.
+    pub fn step(step: impl Into<String>, reason: impl std::fmt::Display) -> WpError {
+        WpError::Step { step: step.into(), reason: reason.to_string() }
+    }
+}
+
+/// What kind of platform a row is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    /// A plain process.
+    Bare,
+    /// A container runtime.
+    Container,
+    /// A virtual machine.
+    Vm,
+}
+
+/// A started instance of the workload.
+pub trait Instance: Send {
+    /// Waits for a stdout / console line starting with `prefix`; returns it.
+    fn wait_line(&mut self, prefix: &str, timeout: Duration) -> Result<String, WpError>;
+    /// Reboots: stops the instance and starts it again (container) or resets
+    /// the guest (VM). Returns once the restart was requested; callers then
+    /// wait for `READY`.
+    fn reboot(&mut self) -> Result<(), WpError>;
+    /// Writes a restorable image of the instance to `dir`; returns its size in
+    /// bytes and a sentence saying what the image holds.
+    fn snapshot(&mut self, dir: &Path) -> Result<(u64, String), WpError>;
+    /// Stops the instance and removes what it created.
+    fn stop(&mut self);
+}
+
+/// A way of running the workload.
+pub trait Platform {
+    /// Short name: `bare`, `rt-runtime`, `crun`, `runc`, `qemu-tcg`, `qemu-kvm`.
+    fn name(&self) -> String;
+    /// Kind of platform.
+    fn kind(&self) -> Kind;
+    /// Starts instance `id` running `cranlab-workload ARGS` without waiting.
+    fn start(&self, id: usize, args: &[&str]) -> Result<Box<dyn Instance>, WpError>;
+}
+
+/// Options of a whitepaper run.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Instances per launch test (15 in the paper).
+    pub count: usize,
+    /// Where images and logs go.
+    pub out: PathBuf,
+    /// Seconds of the CPU workload.
+    pub prime_seconds: f64,
+    /// MiB per array of the memory workload.
+    pub mbw_mib: usize,
+    /// How long to wait for one instance to be ready.
+    pub ready_timeout: Duration,
+    /// procfs root (`/proc`).
+    pub proc_root: PathBuf,
+}
+
+/// Figures of one platform.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct PlatformFigures {
+    /// Platform name.
+    pub name: String,
+    /// Kind.
+    pub kind: Option<Kind>,
+    /// (1) time until all N were ready, launched at once, s.
+    pub async_launch_s: Option<f64>,
+    /// (1) peak CPU during the async launch, % of all CPUs.
+    pub async_peak_cpu_pct: Option<f64>,
+    /// (1) average CPU at steady state with N running, %.
+    pub steady_cpu_pct: Option<f64>,
+    /// (1) memory used by N running instances, MiB (drop of MemAvailable).
+    pub memory_mib: Option<f64>,
+    /// (2) average time to ready, launched one after another, s.
+    pub serial_launch_avg_s: Option<f64>,
+    /// (2) peak CPU during the serial launch, %.
+    pub serial_peak_cpu_pct: Option<f64>,
+    /// (3) average reboot-to-ready time, s.
+    pub reboot_avg_s: Option<f64>,
+    /// (3) average CPU during the reboots, %.
+    pub reboot_cpu_pct: Option<f64>,
+    /// (4) snapshot time, s.
+    pub snapshot_s: Option<f64>,
+    /// (4) peak CPU during the snapshot, %.
+    pub snapshot_cpu_pct: Option<f64>,
+    /// (4) snapshot size, MiB.
+    pub snapshot_mib: Option<f64>,
+    /// (4) what the snapshot holds.
+    pub snapshot_kind: Option<String>,
+    /// (5) prime runs per second.
+    pub prime_events_per_s: Option<f64>,
+    /// (5) memory bandwidth per mbw method, MiB/s.
+    pub mbw_mib_per_s: Vec<(String, f64)>,
+    /// Steps that failed or were skipped, with the reason.
+    pub notes: Vec<String>,
+}
+
+fn secs(d: Duration) -> f64 {
+    d.as_secs_f64()
+}
+
+fn launch_all(p: &dyn Platform, opt: &Options, base: usize) -> Result<(Vec<Box<dyn Instance>>, Duration, Usage), WpError> {
+    let sampler = Sampler::start(&opt.proc_root, Duration::from_millis(20));
+    let t = Instant::now();
+    let mut v = Vec::new();
+    for i in 0..opt.count {
+        v.push(p.start(base + i, &["idle"])?);
+    }
+    for inst in v.iter_mut() {
+        inst.wait_line("READY", opt.ready_timeout)?;
+    }
+    let took = t.elapsed();
+    Ok((v, took, sampler.finish()))
+}
+
+/// Runs rows (1)–(4) on one platform.
+pub fn lifecycle(p: &dyn Platform, opt: &Options) -> PlatformFigures {
+    let mut f = PlatformFigures { name: p.name(), kind: Some(p.kind()), ..Default::default() };
+    let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
+    // (1) asynchronous launch
+    let before = mem_available_now(&opt.proc_root);
+    match launch_all(p, opt, 0) {
+        Ok((mut insts, took, usage)) => {
+            f.async_launch_s = Some(secs(took));
+            f.async_peak_cpu_pct = Some(usage.peak_cpu_pct);
+            std::thread::sleep(Duration::from_millis(500));
+            let s = Sampler::start(&opt.proc_root, Duration::from_millis(100));
+            std::thread::sleep(Duration::from_secs(2));
+            let steady = s.finish();
+            f.steady_cpu_pct = Some(steady.avg_cpu_pct);
+            let after = mem_available_now(&opt.proc_root);
+            f.memory_mib = Some(mib(before.saturating_sub(after)));
+            // (4) snapshot of the first running instance
+            let snap_dir = opt.out.join(format!("snapshot-{}", p.name()));
+            let s = Sampler::start(&opt.proc_root, Duration::from_millis(20));
+            let t = Instant::now();
+            match insts[0].snapshot(&snap_dir) {
+                Ok((bytes, what)) => {
+                    f.snapshot_s = Some(secs(t.elapsed()));
+                    f.snapshot_mib = Some(mib(bytes));
+                    f.snapshot_kind = Some(what);
+                    f.snapshot_cpu_pct = Some(s.finish().peak_cpu_pct);
+                }
+                Err(e) => f.notes.push(format!("snapshot: {e}")),
+            }
+            let _ = std::fs::remove_dir_all(&snap_dir);
+            for i in insts.iter_mut() {
+                i.stop();
+            }
+        }
+        Err(e) => f.notes.push(format!("asynchronous launch: {e}")),
+    }
+    // (2) serial launch, (3) serial reboot
+    let s = Sampler::start(&opt.proc_root, Duration::from_millis(20));
+    let mut insts = Vec::new();
+    let mut total = Duration::ZERO;
+    let mut ok = true;
+    for i in 0..opt.count {
+        let t = Instant::now();
+        match p.start(1000 + i, &["idle"]).and_then(|mut inst| inst.wait_line("READY", opt.ready_timeout).map(|_| inst)) {
+            Ok(inst) => {
+                total += t.elapsed();
+                insts.push(inst);
+            }
+            Err(e) => {
+                f.notes.push(format!("serial launch: {e}"));
+                ok = false;
+                break;
+            }
+        }
+    }
+    let u = s.finish();
+    if ok {
+        f.serial_launch_avg_s = Some(secs(total) / opt.count as f64);
+        f.serial_peak_cpu_pct = Some(u.peak_cpu_pct);
+        let s = Sampler::start(&opt.proc_root, Duration::from_millis(20));
+        let mut total = Duration::ZERO;
+        let mut n = 0;
+        for inst in insts.iter_mut() {
+            let t = Instant::now();
+            match inst.reboot().and_then(|_| inst.wait_line("READY", opt.ready_timeout)) {
+                Ok(_) => {
+                    total += t.elapsed();
+                    n += 1;
+                }
+                Err(e) => {
+                    f.notes.push(format!("serial reboot: {e}"));
+                    break;
+                }
+            }
+        }
+        let u = s.finish();
+        if n == insts.len() && n > 0 {
+            f.reboot_avg_s = Some(secs(total) / n as f64);
+            f.reboot_cpu_pct = Some(u.avg_cpu_pct);
+        }
+    }
+    for i in insts.iter_mut() {
+        i.stop();
+    }
+    f
+}
+
+fn run_to_result(p: &dyn Platform, id: usize, args: &[&str], timeout: Duration) -> Result<WorkloadResult, WpError> {
+    let mut inst = p.start(id, args)?;
+    let r = inst.wait_line("RESULT", timeout).and_then(|line| {
+        serde_json::from_str::<WorkloadResult>(line.trim_start_matches("RESULT").trim())
+            .map_err(|e| WpError::step(format!("parse workload result of {}", p.name()), e))
+    });
+    inst.stop();
+    r
+}
+
+/// Runs row (5) on one platform: CPU and memory bandwidth inside it.
+pub fn performance(p: &dyn Platform, opt: &Options, f: &mut PlatformFigures) {
+    let secs = format!("{}", opt.prime_seconds);
+    let timeout = opt.ready_timeout + Duration::from_secs_f64(opt.prime_seconds * 4.0 + 30.0);
+    match run_to_result(p, 2000, &["prime", "--seconds", &secs], timeout) {
+        Ok(r) => f.prime_events_per_s = r.events_per_s,
+        Err(e) => f.notes.push(format!("cpu: {e}")),
+    }
+    let mib = format!("{}", opt.mbw_mib);
+    match run_to_result(p, 2001, &["mbw", "--mib", &mib, "--reps", "5"], timeout) {
+        Ok(r) => f.mbw_mib_per_s = r.mib_per_s,
+        Err(e) => f.notes.push(format!("memory: {e}")),
+    }
+}
+
+fn fmt_opt(v: Option<f64>, unit: &str) -> String {
+    v.map(|x| if x >= 100.0 { format!("{x:.0} {unit}") } else { format!("{x:.3} {unit}") }.trim_end().to_string())
+        .unwrap_or_else(|| "–".into())
+}
+
+fn ratio(a: Option<f64>, b: Option<f64>) -> String {
+    match (a, b) {
+        (Some(a), Some(b)) if b > 0.0 && a > 0.0 => format!("{:.1}×", a / b),
+        _ => "–".into(),
+    }
+}
+
+/// The paper's table: each row with the container and VM figures and the
+/// VM/container ratio, then the extra runtimes.
+pub fn table(container: &PlatformFigures, vm: &PlatformFigures, bare: &PlatformFigures, others: &[PlatformFigures]) -> String {
+    let mut s = String::new();
+    let _ = writeln!(s, "| test | metric | {} | {} | {} / {} |", container.name, vm.name, vm.name, container.name);
+    let _ = writeln!(s, "|---|---|---|---|---|");
+    let rows: [(&str, &str, Option<f64>, Option<f64>, &str); 11] = [
+        ("1 async launch", "time to all ready", container.async_launch_s, vm.async_launch_s, "s"),
+        ("1 async launch", "peak CPU", container.async_peak_cpu_pct, vm.async_peak_cpu_pct, "%"),
+        ("1 async launch", "steady-state CPU", container.steady_cpu_pct, vm.steady_cpu_pct, "%"),
+        ("1 async launch", "memory used", container.memory_mib, vm.memory_mib, "MiB"),
+        ("2 serial launch", "average boot", container.serial_launch_avg_s, vm.serial_launch_avg_s, "s"),
+        ("2 serial launch", "peak CPU", container.serial_peak_cpu_pct, vm.serial_peak_cpu_pct, "%"),
+        ("3 serial reboot", "average reboot", container.reboot_avg_s, vm.reboot_avg_s, "s"),
+        ("3 serial reboot", "CPU", container.reboot_cpu_pct, vm.reboot_cpu_pct, "%"),
+        ("4 snapshot", "time", container.snapshot_s, vm.snapshot_s, "s"),
+        ("4 snapshot", "peak CPU", container.snapshot_cpu_pct, vm.snapshot_cpu_pct, "%"),
+        ("4 snapshot", "size", container.snapshot_mib, vm.snapshot_mib, "MiB"),
+    ];
+    for (t, m, c, v, u) in rows {
+        let _ = writeln!(s, "| {t} | {m} | {} | {} | {} |", fmt_opt(c, u), fmt_opt(v, u), ratio(v, c));
+    }
+    let _ = writeln!(s, "\nGuest performance against bare metal (higher is better; ratio = platform / bare):\n");
+    let _ = writeln!(s, "| metric | bare | {} | {} | {} / bare | {} / bare |", container.name, vm.name, container.name, vm.name);
+    let _ = writeln!(s, "|---|---|---|---|---|---|");
+    let _ = writeln!(
+        s,
+        "| CPU prime (runs/s) | {} | {} | {} | {} | {} |",
+        fmt_opt(bare.prime_events_per_s, ""),
+        fmt_opt(container.prime_events_per_s, ""),
+        fmt_opt(vm.prime_events_per_s, ""),
+        ratio(container.prime_events_per_s, bare.prime_events_per_s),
+        ratio(vm.prime_events_per_s, bare.prime_events_per_s)
+    );
+    let get = |f: &PlatformFigures, k: &str| f.mbw_mib_per_s.iter().find(|(n, _)| n == k).map(|x| x.1);
+    for k in ["memcpy", "dumb", "mcblock"] {
+        let (b, c, v) = (get(bare, k), get(container, k), get(vm, k));
+        let _ = writeln!(
+            s,
+            "| memory {k} (MiB/s) | {} | {} | {} | {} | {} |",
+            fmt_opt(b, ""),
+            fmt_opt(c, ""),
+            fmt_opt(v, ""),
+            ratio(c, b),
+            ratio(v, b)
+        );
+    }
+    if !others.is_empty() {
+        let _ = writeln!(s, "\nOther runtimes, same bundle:\n");
+        let _ = writeln!(s, "| runtime | async launch of N (s) | serial launch avg (s) | reboot avg (s) | memory (MiB) |");
+        let _ = writeln!(s, "|---|---|---|---|---|");
+        for o in others.iter().chain(std::iter::once(container)) {
+            let _ = writeln!(
+                s,
+                "| {} | {} | {} | {} | {} |",
+                o.name,
+                fmt_opt(o.async_launch_s, ""),
+                fmt_opt(o.serial_launch_avg_s, ""),
+                fmt_opt(o.reboot_avg_s, ""),
+                fmt_opt(o.memory_mib, "")
+            );
+        }
+    }
+    let notes: Vec<String> = [container, vm, bare]
+        .into_iter()
+        .chain(others.iter())
+        .flat_map(|f| f.notes.iter().map(move |n| format!("- {}: {n}", f.name)))
+        .collect();
+    if !notes.is_empty() {
+        let _ = writeln!(s, "\nNotes:\n{}", notes.join("\n"));
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_shows_ratios_and_gaps() {
+        let c = PlatformFigures { name: "rt-runtime".into(), async_launch_s: Some(0.5), memory_mib: Some(10.0), ..Default::default() };
+        let v = PlatformFigures {
+            name: "qemu-tcg".into(),
+            async_launch_s: Some(2.0),
+            memory_mib: Some(600.0),
+            notes: vec!["emulation".into()],
+            ..Default::default()
+        };
+        let b = PlatformFigures { name: "bare".into(), prime_events_per_s: Some(100.0), ..Default::default() };
+        let t = table(&c, &v, &b, &[]);
+        assert!(t.contains("| 1 async launch | time to all ready | 0.500 s | 2.000 s | 4.0× |"), "{t}");
+        assert!(t.contains("60.0×"), "{t}");
+        assert!(t.contains("| CPU prime (runs/s) | 100 | – | – | – | – |"), "{t}");
+        assert!(t.contains("- qemu-tcg: emulation"), "{t}");
+    }
+}
