@@ -1,0 +1,168 @@
+//! Real cgroup tests as root on this host: limits written, SCHED_FIFO
+//! granted with an RT budget and refused (EPERM) without, everything removed.
+
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use rt_runtime::cgroup::{self, Cgroup, CgroupRoot, Controller, Limits};
+
+/// The two tests share the RT bandwidth of the `cranlab` parent: one at a time.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn skip_reason() -> Option<String> {
+    if nix::unistd::geteuid().as_raw() != 0 {
+        return Some("not root".into());
+    }
+    if Command::new("chrt").arg("--help").stdout(Stdio::null()).stderr(Stdio::null()).status().is_err() {
+        return Some("chrt (util-linux) not installed".into());
+    }
+    if CgroupRoot::detect(Path::new("/sys/fs/cgroup")).is_err() {
+        return Some("no cgroup filesystem at /sys/fs/cgroup".into());
+    }
+    None
+}
+
+/// Runs `chrt -f 10 true` inside `cg`; returns (success, stderr).
+fn fifo_inside(cg: &Cgroup) -> (bool, String) {
+    let mut child = Command::new("sh")
+        .args(["-c", "read x; exec chrt -f 10 true"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn sh");
+    cg.add_pid(child.id() as i32).expect("add pid");
+    let cgfile = std::fs::read_to_string(format!("/proc/{}/cgroup", child.id())).unwrap();
+    assert!(cgfile.contains(cg.name()), "child not in {}: {cgfile}", cg.name());
+    child.stdin.take().unwrap().write_all(b"go\n").unwrap();
+    let out = child.wait_with_output().unwrap();
+    (out.status.success(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+fn last_cpu() -> String {
+    let online = std::fs::read_to_string("/sys/devices/system/cpu/online").unwrap();
+    let cpus = cgroup::parse_cpu_list(&online).unwrap();
+    cpus.last().unwrap().to_string()
+}
+
+fn leftovers(name: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/sys/fs/cgroup").unwrap().flatten() {
+        let p = e.path().join(name);
+        if p.exists() {
+            out.push(p.display().to_string());
+        }
+    }
+    if Path::new("/sys/fs/cgroup").join(name).exists() {
+        out.push(name.to_string());
+    }
+    out
+}
+
+#[test]
+fn rt_budget_limits_and_cleanup_for_real() {
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(r) = skip_reason() {
+        eprintln!("skipping: {r}");
+        return;
+    }
+    let root = CgroupRoot::detect(Path::new("/sys/fs/cgroup")).unwrap();
+    eprintln!("cgroup layout: {}", root.version().as_str());
+    let pid = std::process::id();
+    let name_rt = format!("cranlab/test-cg-rt-{pid}");
+    let name_nort = format!("cranlab/test-cg-nort-{pid}");
+    let cpu = last_cpu();
+    let limits = Limits {
+        cpus: Some(cpu.clone()),
+        mems: Some("0".into()),
+        memory_max: Some(64 << 20),
+        pids_max: Some(16),
+        cpu_weight: Some(100),
+        rt_runtime_us: Some(20_000),
+        rt_period_us: Some(1_000_000),
+        ..Limits::default()
+    };
+    let cg = Cgroup::create(&root, &name_rt, &limits).expect("create rt cgroup");
+    let rt_sched = root.rt_group_sched();
+
+    // Limits read back from the kernel.
+    let cs = cg.path_of(Controller::Cpuset).unwrap();
+    assert_eq!(std::fs::read_to_string(cs.join("cpuset.cpus")).unwrap().trim(), cpu);
+    let pids = cg.path_of(Controller::Pids).unwrap();
+    assert_eq!(std::fs::read_to_string(pids.join("pids.max")).unwrap().trim(), "16");
+    let mem = cg.path_of(Controller::Memory).unwrap();
+    let memfile = if mem.join("memory.max").exists() { "memory.max" } else { "memory.limit_in_bytes" };
+    assert_eq!(std::fs::read_to_string(mem.join(memfile)).unwrap().trim(), (64u64 << 20).to_string());
+    assert_eq!(cg.oom_kills().unwrap(), 0);
+
+    if rt_sched {
+        let cpu_dir = cg.path_of(Controller::Cpu).unwrap();
+        assert_eq!(std::fs::read_to_string(cpu_dir.join("cpu.rt_runtime_us")).unwrap().trim(), "20000");
+        let parent_rt: i64 = std::fs::read_to_string(cpu_dir.parent().unwrap().join("cpu.rt_runtime_us")).unwrap().trim().parse().unwrap();
+        assert!(parent_rt >= 20_000, "parent budget {parent_rt} below child's");
+    }
+
+    let (ok, err) = fifo_inside(&cg);
+    assert!(ok, "SCHED_FIFO refused inside a cgroup with an rt budget: {err}");
+
+    if rt_sched {
+        // Without a budget the kernel refuses SCHED_FIFO: proves the mechanism.
+        let no_rt = Limits { cpus: Some(cpu.clone()), ..Limits::default() };
+        let cg2 = Cgroup::create(&root, &name_nort, &no_rt).expect("create cgroup without budget");
+        let (ok2, err2) = fifo_inside(&cg2);
+        assert!(!ok2, "SCHED_FIFO granted without an rt budget");
+        assert!(err2.contains("Operation not permitted"), "expected EPERM, got: {err2}");
+        cg2.remove().expect("remove no-budget cgroup");
+    } else {
+        eprintln!("kernel without RT group scheduling: EPERM half skipped");
+    }
+
+    let cpu_parent = cg.path_of(Controller::Cpu).map(|p| p.parent().unwrap().to_path_buf());
+    cg.remove().expect("remove rt cgroup");
+    assert!(leftovers(&name_rt).is_empty(), "left: {:?}", leftovers(&name_rt));
+    assert!(leftovers(&name_nort).is_empty(), "left: {:?}", leftovers(&name_nort));
+    // The shared parent either went away or got its budget back.
+    if let Some(p) = cpu_parent {
+        if p.exists() && rt_sched {
+            let rt: i64 = std::fs::read_to_string(p.join("cpu.rt_runtime_us")).unwrap().trim().parse().unwrap();
+            let mut children = 0i64;
+            for e in std::fs::read_dir(&p).unwrap().flatten() {
+                if e.path().is_dir() {
+                    children += std::fs::read_to_string(e.path().join("cpu.rt_runtime_us")).unwrap().trim().parse::<i64>().unwrap();
+                }
+            }
+            assert_eq!(rt, children, "parent {} keeps budget of removed children", p.display());
+        }
+    }
+}
+
+#[test]
+fn default_budget_is_assigned_and_noted_for_real() {
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(r) = skip_reason() {
+        eprintln!("skipping: {r}");
+        return;
+    }
+    let root = CgroupRoot::detect(Path::new("/sys/fs/cgroup")).unwrap();
+    if !root.rt_group_sched() {
+        eprintln!("skipping: no RT group scheduling");
+        return;
+    }
+    let name = format!("cranlab/test-cg-default-{}", std::process::id());
+    let limits = Limits { realtime: true, rt_period_us: Some(1_000_000), ..Limits::default() };
+    match Cgroup::create(&root, &name, &limits) {
+        Ok(cg) => {
+            let (r, p) = cg.rt_budget().expect("budget assigned");
+            assert!(r >= cgroup::MIN_DEFAULT_RT_RUNTIME_US && p == 1_000_000);
+            assert!(cg.notes().iter().any(|n| n.contains("default")), "notes: {:?}", cg.notes());
+            let (ok, err) = fifo_inside(&cg);
+            assert!(ok, "SCHED_FIFO refused with the default budget: {err}");
+            cg.remove().unwrap();
+        }
+        // Another test on this shared host holds the RT bandwidth: the refusal must say so.
+        Err(cgroup::CgroupError::Budget(msg)) => assert!(msg.contains("realtimeRuntime"), "{msg}"),
+        Err(e) => panic!("create: {e}"),
+    }
+    assert!(leftovers(&name).is_empty());
+}
