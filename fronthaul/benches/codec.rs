@@ -1,0 +1,2 @@
+//! Codec benches (filled in next).
+fn main() {}
