@@ -1124,7 +1124,7 @@ fn rmdir_if_exists(dir: &Path) -> Result<(), CgroupError> {
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
         Err(e) => {
             // Fake roots (tests) hold regular files; cgroupfs rmdir ignores them.
-            if dir.join("cgroup.procs").is_file() && is_fake(dir) {
+            if is_fake(dir) {
                 return fs::remove_dir_all(dir).map_err(|e| io_err("remove cgroup", dir, e));
             }
             Err(io_err("remove cgroup", dir, e))
