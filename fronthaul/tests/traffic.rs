@@ -1,7 +1,7 @@
 //! Traffic model: determinism, layout, and decodability with a genie receiver
-#![allow(clippy::needless_range_loop)]
 //! (true channel, MMSE, nearest point). The pipeline tests in `bbu-sim` do the
 //! same with estimated channels after BFP.
+#![allow(clippy::needless_range_loop)]
 
 use fronthaul::cell::{CellConfig, Modulation};
 use fronthaul::traffic::{qam_point, Reference, TrafficModel};

@@ -1,0 +1,322 @@
+//! The hot kernels, written as portable 16-lane loops over blocks of 16
+//! subcarriers with separate real and imaginary arrays (SoA). LLVM turns the
+//! lane loops into SSE2, AVX2 or AVX-512 code depending on the features the
+//! calling function was compiled with (see [`super::dispatch`]); the small
+//! matrix loops have const bounds (`L` layers) and are unrolled.
+//!
+//! Everything here is `#[inline(always)]` so it is compiled inside each
+//! `#[target_feature]` wrapper.
+
+/// Subcarriers per block (one 512-bit vector of `f32`).
+pub const LANES: usize = 16;
+type V = [f32; LANES];
+const Z: V = [0.0; LANES];
+
+/// Inputs and outputs of [`weights`].
+pub struct WeightArgs<'a> {
+    /// Receive antennas.
+    pub antennas: usize,
+    /// Blocks of 16 subcarriers.
+    pub nblk: usize,
+    /// Padded subcarriers per row (`nblk · 16`).
+    pub nscp: usize,
+    /// Noise variance per resource element (in the grid's units).
+    pub n0: f32,
+    /// √N: scales the equalised symbol so constellation levels sit at odd integers.
+    pub norm: f32,
+    /// Channel estimate `[antenna][layer][subcarrier]`, real part.
+    pub h_re: &'a [f32],
+    /// Channel estimate, imaginary part.
+    pub h_im: &'a [f32],
+    /// Weights `[block][layer][antenna][lane]`, real part.
+    pub w_re: &'a mut [f32],
+    /// Weights, imaginary part.
+    pub w_im: &'a mut [f32],
+    /// LLR scale per `[layer][subcarrier]`: 4 / post-equaliser noise variance in level units.
+    pub c: &'a mut [f32],
+}
+
+#[inline(always)]
+fn load(s: &[f32], at: usize) -> V {
+    let mut v = Z;
+    v.copy_from_slice(&s[at..at + LANES]);
+    v
+}
+
+/// Per-subcarrier equaliser weights: MRC for one layer, unbiased MMSE
+/// (`(HᴴH + N0·I)⁻¹Hᴴ`, each row divided by its gain μ) for several; also the
+/// LLR scale from the post-equaliser SINR.
+#[inline(always)]
+pub fn weights<const L: usize>(a: &mut WeightArgs<'_>) {
+    let an = a.antennas;
+    let n0 = a.n0;
+    let norm = a.norm;
+    for blk in 0..a.nblk {
+        let o = blk * LANES;
+        let wb = blk * L * an * LANES;
+        if L == 1 {
+            let mut nrm = Z;
+            for ant in 0..an {
+                let hr = load(a.h_re, ant * a.nscp + o);
+                let hi = load(a.h_im, ant * a.nscp + o);
+                for i in 0..LANES {
+                    nrm[i] += hr[i] * hr[i] + hi[i] * hi[i];
+                }
+            }
+            let mut inv = Z;
+            for i in 0..LANES {
+                inv[i] = norm / nrm[i].max(1e-30);
+            }
+            for ant in 0..an {
+                let hr = load(a.h_re, ant * a.nscp + o);
+                let hi = load(a.h_im, ant * a.nscp + o);
+                let wr = &mut a.w_re[wb + ant * LANES..][..LANES];
+                let wi = &mut a.w_im[wb + ant * LANES..][..LANES];
+                for i in 0..LANES {
+                    wr[i] = hr[i] * inv[i];
+                    wi[i] = -hi[i] * inv[i];
+                }
+            }
+            let c = &mut a.c[o..o + LANES];
+            for i in 0..LANES {
+                c[i] = 4.0 * nrm[i] / (norm * norm * n0);
+            }
+            continue;
+        }
+        // Gram matrix G = HᴴH + N0·I (Hermitian; full matrix kept for simplicity).
+        let mut gr = [[Z; L]; L];
+        let mut gi = [[Z; L]; L];
+        for ant in 0..an {
+            let mut hr = [Z; L];
+            let mut hi = [Z; L];
+            for l in 0..L {
+                hr[l] = load(a.h_re, (ant * L + l) * a.nscp + o);
+                hi[l] = load(a.h_im, (ant * L + l) * a.nscp + o);
+            }
+            for r in 0..L {
+                for s in r..L {
+                    for i in 0..LANES {
+                        // conj(h_r) * h_s
+                        gr[r][s][i] += hr[r][i] * hr[s][i] + hi[r][i] * hi[s][i];
+                        gi[r][s][i] += hr[r][i] * hi[s][i] - hi[r][i] * hr[s][i];
+                    }
+                }
+            }
+        }
+        for r in 0..L {
+            for i in 0..LANES {
+                gr[r][r][i] += n0;
+                gi[r][r][i] = 0.0;
+            }
+            for s in 0..r {
+                for i in 0..LANES {
+                    gr[r][s][i] = gr[s][r][i];
+                    gi[r][s][i] = -gi[s][r][i];
+                }
+            }
+        }
+        // Gauss-Jordan inversion (G is Hermitian positive definite: no pivoting needed).
+        let mut ir = [[Z; L]; L];
+        let mut ii = [[Z; L]; L];
+        for r in 0..L {
+            ir[r][r] = [1.0; LANES];
+        }
+        for p in 0..L {
+            // pivot is real for a Hermitian PD matrix in exact arithmetic; use the complex value anyway.
+            let mut pr = Z;
+            let mut pi = Z;
+            for i in 0..LANES {
+                let (a_, b_) = (gr[p][p][i], gi[p][p][i]);
+                let d = 1.0 / (a_ * a_ + b_ * b_);
+                pr[i] = a_ * d;
+                pi[i] = -b_ * d;
+            }
+            for s in 0..L {
+                for i in 0..LANES {
+                    let (x, y) = (gr[p][s][i], gi[p][s][i]);
+                    gr[p][s][i] = x * pr[i] - y * pi[i];
+                    gi[p][s][i] = x * pi[i] + y * pr[i];
+                    let (x, y) = (ir[p][s][i], ii[p][s][i]);
+                    ir[p][s][i] = x * pr[i] - y * pi[i];
+                    ii[p][s][i] = x * pi[i] + y * pr[i];
+                }
+            }
+            for r in 0..L {
+                if r == p {
+                    continue;
+                }
+                let fr = gr[r][p];
+                let fi = gi[r][p];
+                for s in 0..L {
+                    for i in 0..LANES {
+                        gr[r][s][i] -= fr[i] * gr[p][s][i] - fi[i] * gi[p][s][i];
+                        gi[r][s][i] -= fr[i] * gi[p][s][i] + fi[i] * gr[p][s][i];
+                        ir[r][s][i] -= fr[i] * ir[p][s][i] - fi[i] * ii[p][s][i];
+                        ii[r][s][i] -= fr[i] * ii[p][s][i] + fi[i] * ir[p][s][i];
+                    }
+                }
+            }
+        }
+        // μ_l = 1 − N0·(G⁻¹)_ll ; row scale √N / μ_l ; LLR scale 4μ/(N(1−μ)).
+        let mut rs = [Z; L];
+        for l in 0..L {
+            let c = &mut a.c[l * a.nscp + o..][..LANES];
+            for i in 0..LANES {
+                let mu = (1.0 - n0 * ir[l][l][i]).max(1e-20);
+                let one_minus = (n0 * ir[l][l][i]).max(1e-30);
+                rs[l][i] = norm / mu;
+                c[i] = 4.0 * mu / (norm * norm * one_minus);
+            }
+        }
+        // W = diag(rs) · G⁻¹ · Hᴴ, stored [layer][antenna][lane].
+        for ant in 0..an {
+            let mut hr = [Z; L];
+            let mut hi = [Z; L];
+            for l in 0..L {
+                hr[l] = load(a.h_re, (ant * L + l) * a.nscp + o);
+                hi[l] = load(a.h_im, (ant * L + l) * a.nscp + o);
+            }
+            for l in 0..L {
+                let mut accr = Z;
+                let mut acci = Z;
+                for j in 0..L {
+                    for i in 0..LANES {
+                        // Ginv[l][j] * conj(h[ant][j])
+                        accr[i] += ir[l][j][i] * hr[j][i] + ii[l][j][i] * hi[j][i];
+                        acci[i] += ii[l][j][i] * hr[j][i] - ir[l][j][i] * hi[j][i];
+                    }
+                }
+                let at = wb + (l * an + ant) * LANES;
+                let wr = &mut a.w_re[at..at + LANES];
+                for i in 0..LANES {
+                    wr[i] = accr[i] * rs[l][i];
+                }
+                let wi = &mut a.w_im[at..at + LANES];
+                for i in 0..LANES {
+                    wi[i] = acci[i] * rs[l][i];
+                }
+            }
+        }
+    }
+}
+
+/// Inputs and outputs of [`detect`].
+pub struct DetectArgs<'a> {
+    /// Receive antennas.
+    pub antennas: usize,
+    /// Blocks of 16 subcarriers.
+    pub nblk: usize,
+    /// Padded subcarriers per row.
+    pub nscp: usize,
+    /// Real subcarriers (`prbs · 12`).
+    pub nsc: usize,
+    /// Received grid `[antenna][symbol 0..14][subcarrier]`, real part.
+    pub y_re: &'a [f32],
+    /// Received grid, imaginary part.
+    pub y_im: &'a [f32],
+    /// Symbols carrying data, ascending.
+    pub data_syms: &'a [u8],
+    /// Weights from [`weights`], real part.
+    pub w_re: &'a [f32],
+    /// Weights, imaginary part.
+    pub w_im: &'a [f32],
+    /// LLR scale per `[layer][subcarrier]`.
+    pub c: &'a [f32],
+    /// Output LLRs `[layer][data symbol][bit][subcarrier]` (bit planes, i8, positive = bit 0).
+    pub llr: &'a mut [i8],
+    /// Expected bits `[layer][data symbol][bit][block]`, one `u16` (16 subcarriers) per block.
+    pub expected: &'a [u16],
+    /// Accumulator that keeps the equaliser output alive when demapping is skipped (benches).
+    pub sink: &'a mut [f32],
+}
+
+/// Equalises every data symbol (`x = W·y`), demaps it to max-log LLRs and
+/// counts hard-decision bit errors against `expected`; returns the errors.
+///
+/// The demapper uses the 38.211 Gray structure per dimension: with `u` the
+/// equalised value in level units (levels at odd integers), the bit metrics
+/// are `u`, `2^(m-1) − |u|`, `2^(m-2) − |t|`, … — the max-log LLR between the
+/// nearest points on either side of each decision boundary — scaled by
+/// `4 / σ²` of that subcarrier and layer and saturated to i8.
+/// `DEMAP = false` stops after equalisation, `CHECK = false` after demapping
+/// (for per-stage benches).
+#[inline(always)]
+pub fn detect<const L: usize, const Q: usize, const DEMAP: bool, const CHECK: bool>(a: &mut DetectArgs<'_>) -> u64 {
+    let an = a.antennas;
+    let nd = a.data_syms.len();
+    let m = Q / 2;
+    let mut errors = 0u64;
+    for blk in 0..a.nblk {
+        let o = blk * LANES;
+        let wb = blk * L * an * LANES;
+        let valid: u16 = if o + LANES <= a.nsc { u16::MAX } else { ((1u32 << (a.nsc - o)) - 1) as u16 };
+        for (ds, &sym) in a.data_syms.iter().enumerate() {
+            let mut xr = [Z; L];
+            let mut xi = [Z; L];
+            for ant in 0..an {
+                let yo = (ant * 14 + usize::from(sym)) * a.nscp + o;
+                let yr = load(a.y_re, yo);
+                let yi = load(a.y_im, yo);
+                for l in 0..L {
+                    let wo = wb + (l * an + ant) * LANES;
+                    let wr = load(a.w_re, wo);
+                    let wi = load(a.w_im, wo);
+                    for i in 0..LANES {
+                        xr[l][i] += wr[i] * yr[i] - wi[i] * yi[i];
+                        xi[l][i] += wr[i] * yi[i] + wi[i] * yr[i];
+                    }
+                }
+            }
+            if !DEMAP {
+                for l in 0..L {
+                    for i in 0..LANES {
+                        a.sink[i] += xr[l][i] + xi[l][i];
+                    }
+                }
+                continue;
+            }
+            for l in 0..L {
+                let c = load(a.c, l * a.nscp + o);
+                let row = (l * nd + ds) * Q;
+                let mut tr = xr[l];
+                let mut ti = xi[l];
+                for j in 0..m {
+                    if j > 0 {
+                        let half = (1u32 << (m - j)) as f32;
+                        for i in 0..LANES {
+                            tr[i] = half - tr[i].abs();
+                            ti[i] = half - ti[i].abs();
+                        }
+                    }
+                    for (b, t) in [(2 * j, &tr), (2 * j + 1, &ti)] {
+                        let out = &mut a.llr[(row + b) * a.nscp + o..][..LANES];
+                        let mut q = [0i8; LANES];
+                        for i in 0..LANES {
+                            q[i] = (c[i] * t[i]).clamp(-127.0, 127.0) as i8;
+                        }
+                        out.copy_from_slice(&q);
+                        if CHECK {
+                            let mut mask = 0u16;
+                            for i in 0..LANES {
+                                mask |= u16::from(q[i] < 0) << i;
+                            }
+                            let exp = a.expected[(row + b) * a.nblk + blk];
+                            errors += u64::from(((mask ^ exp) & valid).count_ones());
+                        }
+                    }
+                }
+            }
+        }
+    }
+    errors
+}
+
+/// Interleaved 16-bit IQ → scaled `f32` real and imaginary rows.
+#[inline(always)]
+pub fn widen(iq: &[i16], scale: f32, re: &mut [f32], im: &mut [f32]) {
+    let n = re.len().min(im.len()).min(iq.len() / 2);
+    for ((pair, r), m) in iq[..2 * n].chunks_exact(2).zip(&mut re[..n]).zip(&mut im[..n]) {
+        *r = f32::from(pair[0]) * scale;
+        *m = f32::from(pair[1]) * scale;
+    }
+}
