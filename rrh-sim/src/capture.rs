@@ -39,12 +39,12 @@ pub const SCENARIO_TABLES: [&str; 3] = ["cell", "timing", "run"];
 #[derive(Debug, thiserror::Error)]
 pub enum CaptureError {
     /// The scenario file could not be read.
-    #[error("read scenario {path}: {source}")]
+    #[error("read scenario {path}: {error}")]
     ReadScenario {
         /// The file.
         path: PathBuf,
         /// Why.
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// The scenario file is not valid TOML or a field is wrong.
     #[error("scenario {path}: {msg}")]
@@ -64,22 +64,22 @@ pub enum CaptureError {
     #[error("encode frame: {0}")]
     Codec(#[from] FhError),
     /// Writing the pcap failed.
-    #[error("write {path}: {source}")]
+    #[error("write {path}: {error}")]
     Write {
         /// The output file.
         path: PathBuf,
         /// Why.
-        source: PcapError,
+        error: PcapError,
     },
     /// Creating, flushing or renaming the output failed.
-    #[error("{op} {path}: {source}")]
+    #[error("{op} {path}: {error}")]
     Io {
         /// What was being done.
         op: &'static str,
         /// The file.
         path: PathBuf,
         /// Why.
-        source: std::io::Error,
+        error: std::io::Error,
     },
 }
 
@@ -112,7 +112,7 @@ pub fn parse_scenario(text: &str, path: &str) -> Result<CellConfig, CaptureError
 
 /// Reads and parses a scenario file (see [`parse_scenario`]).
 pub fn load_scenario(path: &Path) -> Result<CellConfig, CaptureError> {
-    let text = std::fs::read_to_string(path).map_err(|source| CaptureError::ReadScenario { path: path.to_path_buf(), source })?;
+    let text = std::fs::read_to_string(path).map_err(|error| CaptureError::ReadScenario { path: path.to_path_buf(), error })?;
     parse_scenario(&text, &path.display().to_string())
 }
 
@@ -188,12 +188,16 @@ pub struct CaptureStats {
 /// destination in errors).
 pub fn write_capture<W: Write>(cell: &CellConfig, slots: u64, sink: &mut PcapSink<W>, out: &Path) -> Result<CaptureStats, CaptureError> {
     generate(cell, slots, &mut |ts, f| sink.write_frame(ts, f)).map_err(|(err, _)| match err {
-        CaptureError::Write { source, .. } => CaptureError::Write { path: out.to_path_buf(), source },
+        CaptureError::Write { error, .. } => CaptureError::Write { path: out.to_path_buf(), error },
         other => other,
     })
 }
 
-fn generate(cell: &CellConfig, slots: u64, emit: &mut dyn FnMut(u64, &[u8]) -> Result<(), PcapError>) -> Result<CaptureStats, (CaptureError, bool)> {
+/// A frame consumer: `(due ns, frame)`.
+type Emit<'a> = dyn FnMut(u64, &[u8]) -> Result<(), PcapError> + 'a;
+
+/// Generates the frames; an error is flagged `true` when the consumer failed.
+fn generate(cell: &CellConfig, slots: u64, emit: &mut Emit<'_>) -> Result<CaptureStats, (CaptureError, bool)> {
     let e = |x: CaptureError| (x, false);
     cell.validate().map_err(|x| e(x.into()))?;
     if slots == 0 {
@@ -219,7 +223,7 @@ fn generate(cell: &CellConfig, slots: u64, emit: &mut dyn FnMut(u64, &[u8]) -> R
     let mut buf = vec![0u8; plan.max_frame_len().max(256)];
     let mut st = CaptureStats { packets_per_symbol: plan.len(), ..CaptureStats::default() };
     let mut put = |ts: u64, frame: &[u8], st: &mut CaptureStats| -> Result<(), (CaptureError, bool)> {
-        emit(ts, frame).map_err(|x| (CaptureError::Write { path: PathBuf::new(), source: x }, true))?;
+        emit(ts, frame).map_err(|x| (CaptureError::Write { path: PathBuf::new(), error: x }, true))?;
         st.bytes += frame.len() as u64;
         Ok(())
     };
@@ -278,12 +282,12 @@ pub fn capture_to_file(path: &Path, cell: &CellConfig, slots: u64) -> Result<Cap
     let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "capture".into());
     let tmp = dir.join(format!(".{name}.cranlab-tmp.{}", std::process::id()));
-    let io = |op, source| CaptureError::Io { op, path: tmp.clone(), source };
-    let file = File::create(&tmp).map_err(|s| CaptureError::Io { op: "create", path: tmp.clone(), source: s })?;
+    let io = |op, error| CaptureError::Io { op, path: tmp.clone(), error };
+    let file = File::create(&tmp).map_err(|error| CaptureError::Io { op: "create", path: tmp.clone(), error })?;
     let result = (|| {
-        let mut sink = PcapSink::new(BufWriter::new(file)).map_err(|source| CaptureError::Write { path: path.to_path_buf(), source })?;
+        let mut sink = PcapSink::new(BufWriter::new(file)).map_err(|error| CaptureError::Write { path: path.to_path_buf(), error })?;
         let st = generate(cell, slots, &mut |ts, f| sink.write_frame(ts, f)).map_err(|(err, is_write)| match err {
-            CaptureError::Write { source, .. } if is_write => CaptureError::Write { path: path.to_path_buf(), source },
+            CaptureError::Write { error, .. } if is_write => CaptureError::Write { path: path.to_path_buf(), error },
             other => other,
         })?;
         let mut w = sink.into_inner();
@@ -293,9 +297,9 @@ pub fn capture_to_file(path: &Path, cell: &CellConfig, slots: u64) -> Result<Cap
     })();
     match result {
         Ok(st) => {
-            std::fs::rename(&tmp, path).map_err(|source| {
+            std::fs::rename(&tmp, path).map_err(|error| {
                 let _ = std::fs::remove_file(&tmp);
-                CaptureError::Io { op: "rename to", path: path.to_path_buf(), source }
+                CaptureError::Io { op: "rename to", path: path.to_path_buf(), error }
             })?;
             Ok(st)
         }
