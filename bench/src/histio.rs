@@ -362,7 +362,7 @@ mod tests {
         assert_eq!(last.total_count, 10_000);
         assert!(rows.windows(2).all(|w| w[0].quantile <= w[1].quantile && w[0].total_count <= w[1].total_count));
         // The last row carries no 1/(1-p) column.
-        assert_eq!(text.lines().filter(|l| l.contains("1.000000000000")).next().unwrap().split_whitespace().count(), 3);
+        assert_eq!(text.lines().find(|l| l.contains("1.000000000000")).unwrap().split_whitespace().count(), 3);
     }
 
     #[test]

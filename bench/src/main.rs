@@ -1,3 +1,155 @@
 //! `cranlab`: run experiments, write results and reports.
 
-fn main() {}
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use bench::run::{RunError, RunRequest};
+use bench::scenario::{parse_deployments, Overrides, PollMode, Scenario, TransportChoice};
+use clap::{Parser, Subcommand};
+use rt_runtime::deploy::DeploymentKind;
+
+/// The default scenario, built in for `cranlab run` without a file.
+const DEFAULT_SCENARIO: &str = include_str!("../../scenarios/default.toml");
+
+#[derive(Parser)]
+#[command(name = "cranlab", version = bench::GIT_REVISION, about = "BBU workers on bare metal, in containers and in KVM guests: real-time latency side by side")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run a scenario and write results.json, .hgrm, .hlog and report.md into DIR.
+    Run {
+        /// Scenario file (default: the built-in scenarios/default.toml).
+        scenario: Option<PathBuf>,
+        /// Results directory.
+        #[arg(long)]
+        out: PathBuf,
+        /// Total measured seconds (split over rounds and deployments).
+        #[arg(long)]
+        duration: Option<f64>,
+        /// Deployments to compare, e.g. bare,container,kvm.
+        #[arg(long, value_parser = parse_deployments)]
+        deployments: Option<Vec<DeploymentKind>>,
+        /// Fronthaul transport.
+        #[arg(long, value_enum)]
+        transport: Option<TransportChoice>,
+        /// Rounds of interleaving (A B A B ...).
+        #[arg(long)]
+        rounds: Option<u32>,
+        /// Worker poll mode.
+        #[arg(long, value_enum)]
+        poll: Option<PollMode>,
+        /// Worker binary (default: bbu-sim next to cranlab).
+        #[arg(long)]
+        worker: Option<PathBuf>,
+        /// No progress bar.
+        #[arg(long)]
+        no_progress: bool,
+    },
+    /// Check whether this host is ready for real-time BBU workers.
+    HostCheck {
+        /// Cores the workers need.
+        #[arg(long, default_value_t = 1)]
+        cpus: usize,
+        /// Treat warnings as failures.
+        #[arg(long)]
+        strict: bool,
+    },
+    /// Remove what killed runs left (network namespaces, links, cgroups).
+    Cleanup {
+        /// Also remove cranlab-named objects whose owner cannot be told.
+        #[arg(long)]
+        all: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match real_main(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("cranlab: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn real_main(cli: Cli) -> Result<ExitCode> {
+    match cli.cmd {
+        Cmd::Run { scenario, out, duration, deployments, transport, rounds, poll, worker, no_progress } => {
+            let (mut s, path) = match &scenario {
+                Some(p) => (Scenario::load(p)?, p.display().to_string()),
+                None => (Scenario::parse(DEFAULT_SCENARIO, "scenarios/default.toml")?, "scenarios/default.toml (built in)".to_string()),
+            };
+            s.apply(&Overrides { duration_s: duration, deployments, transport, rounds, worker, poll }, &path)?;
+            let stop = Arc::new(AtomicBool::new(false));
+            for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+                // A second signal exits at once (the next run's sweep cleans up).
+                signal_hook::flag::register_conditional_shutdown(sig, 130, stop.clone()).context("install signal handler")?;
+                signal_hook::flag::register(sig, stop.clone()).context("install signal handler")?;
+            }
+            let req = RunRequest {
+                scenario: s,
+                scenario_path: path,
+                out,
+                progress: !no_progress && std::io::IsTerminal::is_terminal(&std::io::stderr()),
+                stop,
+            };
+            match bench::run::run(&req) {
+                Ok(o) => {
+                    for r in &o.results.runs {
+                        println!(
+                            "{:>9}: {} slots, {} deadline misses, {} bit errors, {} lost packets, slot turnaround p50 {} µs p99.9 {} µs max {} µs ({})",
+                            r.deployment,
+                            r.slots,
+                            r.deadline_misses,
+                            r.bit_errors,
+                            r.lost_packets,
+                            us(r, "slot_turnaround_ns", |s| s.p50),
+                            us(r, "slot_turnaround_ns", |s| s.p999),
+                            us(r, "slot_turnaround_ns", |s| s.max),
+                            r.transport
+                        );
+                    }
+                    println!("report: {}", o.report.display());
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(RunError::Interrupted) => {
+                    eprintln!("cranlab: interrupted: stopped the run and removed what it created");
+                    Ok(ExitCode::from(130))
+                }
+                Err(e) => Err(e.into()),
+            }
+        }
+        Cmd::HostCheck { cpus, strict } => Ok(bench::hostcheck::print_and_code(cpus, strict)),
+        Cmd::Cleanup { all } => {
+            if !bench::run::is_root() {
+                anyhow::bail!("cleanup needs root (network namespaces and cgroups are root's)");
+            }
+            let Some(_lock) = bench::sweep::RunLock::try_acquire() else {
+                anyhow::bail!("a cranlab run is in progress (it holds {}); let it finish or stop it first", bench::sweep::LOCK_PATH);
+            };
+            let r = bench::sweep::sweep(all);
+            for l in &r.removed {
+                println!("{l}");
+            }
+            for l in &r.errors {
+                eprintln!("cranlab: cleanup: {l}");
+            }
+            if r.removed.is_empty() && r.errors.is_empty() {
+                println!("nothing to clean up");
+            }
+            Ok(if r.errors.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+        }
+    }
+}
+
+fn us(r: &bench::results::RunResult, m: &str, f: fn(&bench::results::Summary) -> i64) -> String {
+    r.metrics.get(m).map(|s| format!("{:.1}", f(s) as f64 / 1000.0)).unwrap_or_else(|| "–".into())
+}

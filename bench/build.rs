@@ -1,0 +1,19 @@
+//! Embeds `git describe --always --dirty` as `CRANLAB_GIT_REVISION`.
+
+fn main() {
+    let rev = std::process::Command::new("git")
+        .args(["describe", "--always", "--dirty"])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| format!("unknown (not a git checkout; bench {})", env!("CARGO_PKG_VERSION")));
+    println!("cargo:rustc-env=CRANLAB_GIT_REVISION={rev}");
+    // Re-run when HEAD or the index moves.
+    for p in ["../.git/HEAD", "../.git/index"] {
+        if std::path::Path::new(p).exists() {
+            println!("cargo:rerun-if-changed={p}");
+        }
+    }
+}

@@ -1,0 +1,247 @@
+//! The seam to the two simulators: what cranlab needs from the rrh-sim's live
+//! loop and from the worker's `SUMMARY` line, in cranlab's own terms, so the
+//! orchestration does not depend on their internal types.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::AtomicBool;
+use std::time::Duration;
+
+use hdrhistogram::Histogram;
+use pktio::PacketIo;
+
+use crate::histio::{new_hist, Interval, SignedHist};
+use crate::scenario::Scenario;
+
+/// What the rrh-sim measured in one segment.
+#[derive(Debug, Clone)]
+pub struct RrhSide {
+    /// Slots scheduled.
+    pub slots: u64,
+    /// Slots over budget or without reply.
+    pub deadline_misses: u64,
+    /// Replies after the budget.
+    pub late_replies: u64,
+    /// Replies that never came.
+    pub lost_replies: u64,
+    /// Symbols the generator sent late by more than a symbol.
+    pub generator_late_symbols: u64,
+    /// U-plane packets sent.
+    pub uplane_sent: u64,
+    /// Slot turnaround (ns).
+    pub turnaround: Histogram<u64>,
+    /// Generator pacing lateness (ns).
+    pub pacing: Histogram<u64>,
+    /// Worker processing carried in the replies (ns).
+    pub processing: Histogram<u64>,
+    /// Worker wake-up lateness carried in the replies (ns).
+    pub wakeup: Histogram<u64>,
+    /// Interval histograms, start relative to the segment's start.
+    pub intervals: Vec<Interval>,
+    /// Whether the rrh-sim thread got SCHED_FIFO.
+    pub fifo_granted: bool,
+    /// What the rrh-sim thread was refused, plainly.
+    pub refused: Vec<String>,
+    /// Transport detail of the rrh end.
+    pub io_detail: serde_json::Value,
+}
+
+impl Default for RrhSide {
+    fn default() -> Self {
+        RrhSide {
+            slots: 0,
+            deadline_misses: 0,
+            late_replies: 0,
+            lost_replies: 0,
+            generator_late_symbols: 0,
+            uplane_sent: 0,
+            turnaround: new_hist(),
+            pacing: new_hist(),
+            processing: new_hist(),
+            wakeup: new_hist(),
+            intervals: Vec::new(),
+            fifo_granted: false,
+            refused: Vec::new(),
+            io_detail: serde_json::Value::Null,
+        }
+    }
+}
+
+/// What the worker reported in one segment.
+#[derive(Debug, Clone)]
+pub struct WorkerSide {
+    /// Bit errors against the known data.
+    pub bit_errors: u64,
+    /// Bits checked.
+    pub bits_checked: u64,
+    /// U-plane packets received.
+    pub uplane_received: u64,
+    /// Malformed packets.
+    pub malformed: u64,
+    /// Duplicates.
+    pub duplicate: u64,
+    /// Out of order.
+    pub out_of_order: u64,
+    /// Before the Ta4 window.
+    pub early: u64,
+    /// Inside the Ta4 window.
+    pub on_time: u64,
+    /// After the Ta4 window.
+    pub late: u64,
+    /// One-way delay (ns); `None` when not on a shared clock.
+    pub one_way: Option<Histogram<u64>>,
+    /// Ta4 margin per eAxC.
+    pub ta4: BTreeMap<String, SignedHist>,
+    /// Processing per slot (ns).
+    pub processing: Histogram<u64>,
+    /// Wake-up lateness (ns).
+    pub wakeup: Histogram<u64>,
+    /// Transport detail of the worker end.
+    pub io_detail: serde_json::Value,
+    /// Transport the worker used.
+    pub transport: String,
+}
+
+impl Default for WorkerSide {
+    fn default() -> Self {
+        WorkerSide {
+            bit_errors: 0,
+            bits_checked: 0,
+            uplane_received: 0,
+            malformed: 0,
+            duplicate: 0,
+            out_of_order: 0,
+            early: 0,
+            on_time: 0,
+            late: 0,
+            one_way: None,
+            ta4: BTreeMap::new(),
+            processing: new_hist(),
+            wakeup: new_hist(),
+            io_detail: serde_json::Value::Null,
+            transport: String::new(),
+        }
+    }
+}
+
+/// Parameters of the rrh-sim's part of a segment.
+#[derive(Debug, Clone)]
+pub struct RrhParams {
+    /// The scenario.
+    pub scenario: Scenario,
+    /// How long to send.
+    pub duration: Duration,
+    /// Destination MAC (the worker end).
+    pub dst_mac: [u8; 6],
+    /// Source MAC (the rrh end).
+    pub src_mac: [u8; 6],
+    /// Length of one `.hlog` interval.
+    pub interval: Duration,
+}
+
+/// Errors from the simulators.
+#[derive(Debug, thiserror::Error)]
+pub enum SimError {
+    /// The simulator is not in this build.
+    #[error("{0}")]
+    Unavailable(String),
+    /// The simulator failed.
+    #[error("{0}")]
+    Failed(String),
+}
+
+/// Runs the rrh-sim live loop on the calling thread (already in the right
+/// namespace, pinned and scheduled). `progress(slots_done)` is called now and
+/// then.
+pub fn run_rrh(
+    p: &RrhParams,
+    io: &mut dyn PacketIo,
+    stop: &AtomicBool,
+    progress: &mut dyn FnMut(u64),
+) -> Result<RrhSide, SimError> {
+    let _ = (p, io, stop, progress);
+    Err(SimError::Unavailable("the rrh-sim live loop (rrh_sim::live::run) is not in this build yet".into()))
+}
+
+/// Parses the worker's `SUMMARY {json}` line.
+pub fn parse_worker_summary(line: &str) -> Result<WorkerSide, SimError> {
+    let _ = line;
+    Err(SimError::Unavailable("the worker summary (bbu_sim::worker::WorkerSummary) is not in this build yet".into()))
+}
+
+/// Runs the worker loop on the calling thread over `io` (the in-memory path).
+pub fn run_worker(s: &Scenario, io: &mut dyn PacketIo, stop: &AtomicBool) -> Result<WorkerSide, SimError> {
+    let _ = (s, io, stop);
+    Err(SimError::Unavailable("the worker loop as a library (bbu_sim::worker) is not in this build yet".into()))
+}
+
+/// The worker's command-line arguments (`{iface}` is filled in by the
+/// deployment). `shared_clock`: the worker shares the rrh-sim's
+/// CLOCK_MONOTONIC (bare, container), so its one-way figure means something.
+pub fn worker_args(s: &Scenario, transport: &str, shared_clock: bool) -> Vec<std::ffi::OsString> {
+    let r = &s.run;
+    let mut a: Vec<String> = vec![
+        "--iface".into(),
+        "{iface}".into(),
+        "--transport".into(),
+        transport.into(),
+        "--cell".into(),
+        s.cell.to_spec(),
+        "--timing".into(),
+        s.timing.to_spec(),
+        "--cpu".into(),
+        r.worker_cpu.to_string(),
+        "--poll".into(),
+        r.poll.as_str().into(),
+    ];
+    if r.rt_priority > 0 {
+        a.extend(["--fifo".into(), r.rt_priority.to_string()]);
+    }
+    if r.mlock {
+        a.push("--mlock".into());
+    }
+    if shared_clock {
+        a.push("--shared-clock".into());
+    }
+    a.into_iter().map(Into::into).collect()
+}
+
+/// Opens the rrh-sim's end of the fronthaul on `ifname` (in the calling
+/// thread's network namespace) with the named transport.
+pub fn open_io(transport: &str, ifname: &str) -> Result<Box<dyn PacketIo>, SimError> {
+    let _ = ifname;
+    Err(SimError::Unavailable(format!("transport {transport} is not in this build of pktio yet")))
+}
+
+/// Two ends of a link: (rrh end, worker end).
+pub type IoPair = (Box<dyn PacketIo>, Box<dyn PacketIo>);
+
+/// An in-memory link: (rrh end, worker end).
+pub fn mem_pair(s: &Scenario) -> Result<IoPair, SimError> {
+    let _ = s;
+    Err(SimError::Unavailable("pktio::mem::pair is not in this build yet".into()))
+}
+
+/// What the calling thread was granted by [`rt_setup`].
+#[derive(Debug, Clone, Default)]
+pub struct RtGrant {
+    /// SCHED_FIFO in force.
+    pub fifo: bool,
+    /// Policy read back, e.g. `SCHED_FIFO:70`.
+    pub sched: String,
+    /// CPU pinned to.
+    pub cpu: Option<usize>,
+    /// What was refused, one plain sentence each.
+    pub refused: Vec<String>,
+}
+
+/// Pins the calling thread and asks for SCHED_FIFO; what the host refuses is
+/// reported, not fatal.
+pub fn rt_setup(cpu: Option<usize>, prio: Option<i32>) -> RtGrant {
+    let _ = (cpu, prio);
+    RtGrant {
+        fifo: false,
+        sched: "SCHED_OTHER".into(),
+        cpu: None,
+        refused: vec!["real-time set-up (rrh_sim::live::rt) is not in this build yet".into()],
+    }
+}

@@ -1,0 +1,74 @@
+//! Cleanup of what killed runs left, and the lock that keeps two runs from
+//! sweeping each other's objects or sharing cores.
+//!
+//! The sweep calls each area's own sweep: network namespaces and links
+//! (`rt_runtime::net::sweep`), cgroups (`rt_runtime::cgroup::sweep`).
+
+use std::fs::File;
+use std::path::Path;
+
+use crate::run::{Console, RunError};
+
+/// Where the run lock lives.
+pub const LOCK_PATH: &str = "/run/cranlab.lock";
+
+/// Held for the whole of a run: an exclusive `flock` on [`LOCK_PATH`].
+#[derive(Debug)]
+pub struct RunLock {
+    _lock: nix::fcntl::Flock<File>,
+}
+
+impl RunLock {
+    /// Takes the lock, waiting (and saying so) while another run holds it.
+    pub fn acquire(con: &Console) -> Result<RunLock, RunError> {
+        let open = || {
+            std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(LOCK_PATH).map_err(|e| RunError::Step {
+                step: format!("open run lock {LOCK_PATH}"),
+                detail: e.to_string(),
+            })
+        };
+        match nix::fcntl::Flock::lock(open()?, nix::fcntl::FlockArg::LockExclusiveNonblock) {
+            Ok(l) => Ok(RunLock { _lock: l }),
+            Err((_, nix::errno::Errno::EWOULDBLOCK)) => {
+                con.say(format!("waiting for another cranlab run to finish (it holds {LOCK_PATH})"));
+                let l = nix::fcntl::Flock::lock(open()?, nix::fcntl::FlockArg::LockExclusive)
+                    .map_err(|(_, e)| RunError::Step { step: format!("lock {LOCK_PATH}"), detail: e.to_string() })?;
+                Ok(RunLock { _lock: l })
+            }
+            Err((_, e)) => Err(RunError::Step { step: format!("lock {LOCK_PATH}"), detail: e.to_string() }),
+        }
+    }
+
+    /// Takes the lock only if free (for `cranlab cleanup`).
+    pub fn try_acquire() -> Option<RunLock> {
+        let f = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(LOCK_PATH).ok()?;
+        nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusiveNonblock).ok().map(|l| RunLock { _lock: l })
+    }
+}
+
+/// What a sweep did.
+#[derive(Debug, Default, Clone)]
+pub struct SweepReport {
+    /// One line per object removed.
+    pub removed: Vec<String>,
+    /// One line per object that could not be removed.
+    pub errors: Vec<String>,
+}
+
+/// Removes what killed runs left. `all`: also cranlab objects whose owner
+/// cannot be told (see `rt_runtime::net::sweep`).
+pub fn sweep(all: bool) -> SweepReport {
+    let mut r = SweepReport::default();
+    match rt_runtime::net::sweep(all) {
+        Ok(v) => r.removed.extend(v),
+        Err(e) => r.errors.push(format!("network: {e}")),
+    }
+    match rt_runtime::cgroup::CgroupRoot::detect(Path::new("/sys/fs/cgroup")) {
+        Ok(root) => match rt_runtime::cgroup::sweep(&root) {
+            Ok(v) => r.removed.extend(v.into_iter().map(|p| format!("removed cgroup {}", p.display()))),
+            Err(e) => r.errors.push(format!("cgroups: {e}")),
+        },
+        Err(e) => r.errors.push(format!("cgroups: {e}")),
+    }
+    r
+}
