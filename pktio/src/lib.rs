@@ -87,7 +87,72 @@ pub trait PacketIo: Send {
     }
 }
 
+/// The packet transports, as named in scenarios, on the command line and in
+/// results.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Transport {
+    /// In-memory rings between threads ([`mem::pair`]).
+    Mem,
+    /// AF_PACKET raw socket with recvmmsg/sendmmsg ([`afpacket::AfPacket`]).
+    AfPacket,
+    /// AF_PACKET driven by io_uring ([`uring::AfPacketUring`]).
+    AfPacketUring,
+    /// AF_XDP socket fed by an XDP redirect program ([`afxdp::AfXdp`]).
+    #[serde(rename = "afxdp")]
+    AfXdp,
+}
+
+impl Transport {
+    /// All transports, in the order they are usually listed.
+    pub const ALL: [Transport; 4] = [Transport::AfXdp, Transport::AfPacket, Transport::AfPacketUring, Transport::Mem];
+
+    /// Name as recorded in results and accepted by [`std::str::FromStr`].
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Transport::Mem => "mem",
+            Transport::AfPacket => "af_packet",
+            Transport::AfPacketUring => "af_packet_uring",
+            Transport::AfXdp => "afxdp",
+        }
+    }
+}
+
+impl std::fmt::Display for Transport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for Transport {
+    type Err = PktError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Transport::ALL
+            .into_iter()
+            .find(|t| t.as_str() == s)
+            .ok_or_else(|| PktError::Unsupported(format!("unknown transport {s:?} (expected afxdp, af_packet, af_packet_uring or mem)")))
+    }
+}
+
 pub mod afpacket;
 pub mod afxdp;
 pub mod mem;
+mod sys;
 pub mod uring;
+
+pub use sys::{in_netns, monotonic_ns};
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn transport_names_round_trip() {
+        for t in Transport::ALL {
+            assert_eq!(t.as_str().parse::<Transport>().unwrap(), t);
+            assert_eq!(serde_json::to_value(t).unwrap(), serde_json::Value::String(t.as_str().into()));
+        }
+        let e = "xdp".parse::<Transport>().unwrap_err().to_string();
+        assert!(e.contains("unknown transport \"xdp\""), "{e}");
+    }
+}
