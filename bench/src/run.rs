@@ -156,6 +156,8 @@ impl Acc {
         a.lost_replies += b.lost_replies;
         a.generator_late_symbols += b.generator_late_symbols;
         a.uplane_sent += b.uplane_sent;
+        a.reply_bits_checked += b.reply_bits_checked;
+        a.reply_bit_errors += b.reply_bit_errors;
         let _ = a.turnaround.add(&b.turnaround);
         let _ = a.pacing.add(&b.pacing);
         let _ = a.processing.add(&b.processing);
@@ -430,8 +432,10 @@ fn write_run(a: &Acc, s: &Scenario, out: &Path) -> Result<RunResult, RunError> {
         slot_budget_ns: s.timing.budget_ns(s.slot_ns()),
         late_replies: a.rrh.late_replies,
         lost_replies: a.rrh.lost_replies,
-        bit_errors: a.worker.bit_errors,
-        bits_checked: a.worker.bits_checked,
+        // The worker's own count; the sum carried in the replies when its
+        // summary had none.
+        bit_errors: if a.worker.bits_checked > 0 { a.worker.bit_errors } else { a.rrh.reply_bit_errors },
+        bits_checked: if a.worker.bits_checked > 0 { a.worker.bits_checked } else { a.rrh.reply_bits_checked },
         lost_packets: a.rrh.uplane_sent.saturating_sub(a.worker.uplane_received),
         malformed_packets: a.worker.malformed,
         duplicate_packets: a.worker.duplicate,
@@ -497,6 +501,7 @@ fn mem_segment(s: &Scenario, dur: Duration, stop: &Arc<AtomicBool>, con: &mut Co
         dst_mac: [0x02, 0, 0, 0, 0, 2],
         src_mac: [0x02, 0, 0, 0, 0, 1],
         interval: Duration::from_millis(s.run.hlog_interval_ms),
+        run_id: 1,
     };
     let bar = con.bar.clone();
     let (rrh, worker) = std::thread::scope(|sc| {
@@ -508,12 +513,12 @@ fn mem_segment(s: &Scenario, dur: Duration, stop: &Arc<AtomicBool>, con: &mut Co
         });
         let rt = sc.spawn(|| {
             let g = sims::rt_setup(Some(s.run.rrh_cpu), (s.run.rrh_priority > 0).then_some(i32::from(s.run.rrh_priority)));
-            let mut prog = |n: u64| {
+            let prog = |n: u64| {
                 if let Some(b) = &bar {
                     b.set_position(n);
                 }
             };
-            let r = sims::run_rrh(&params, rrh_io.as_mut(), stop, &mut prog);
+            let r = sims::run_rrh(&params, rrh_io.as_mut(), stop, &prog);
             (r, g)
         });
         let rrh = rt.join();
@@ -638,6 +643,7 @@ fn net_segment(
         dst_mac: link.worker_mac,
         src_mac: link.rrh_mac,
         interval: Duration::from_millis(s.run.hlog_interval_ms),
+        run_id: round * 4 + kind as u32 + 1,
     };
     let rrh_if = link.rrh.name().to_string();
     let rrh_ns = rns.name().to_string();
@@ -656,12 +662,12 @@ fn net_segment(
                 }
                 Err(e) => return Err(step(format!("open {wt} on {rrh_if}"), e)),
             };
-            let mut prog = |n: u64| {
+            let prog = |n: u64| {
                 if let Some(b) = &bar {
                     b.set_position(n);
                 }
             };
-            let mut r = sims::run_rrh(&params, io.as_mut(), stop, &mut prog).map_err(|e| step("rrh-sim live loop", e))?;
+            let mut r = sims::run_rrh(&params, io.as_mut(), stop, &prog).map_err(|e| step("rrh-sim live loop", e))?;
             r.fifo_granted = g.fifo;
             r.refused = g.refused;
             r.io_detail = io.detail();

@@ -27,6 +27,10 @@ pub struct RrhSide {
     pub generator_late_symbols: u64,
     /// U-plane packets sent.
     pub uplane_sent: u64,
+    /// Bits checked, as summed from the replies.
+    pub reply_bits_checked: u64,
+    /// Bit errors, as summed from the replies.
+    pub reply_bit_errors: u64,
     /// Slot turnaround (ns).
     pub turnaround: Histogram<u64>,
     /// Generator pacing lateness (ns).
@@ -54,6 +58,8 @@ impl Default for RrhSide {
             lost_replies: 0,
             generator_late_symbols: 0,
             uplane_sent: 0,
+            reply_bits_checked: 0,
+            reply_bit_errors: 0,
             turnaround: new_hist(),
             pacing: new_hist(),
             processing: new_hist(),
@@ -136,6 +142,8 @@ pub struct RrhParams {
     pub src_mac: [u8; 6],
     /// Length of one `.hlog` interval.
     pub interval: Duration,
+    /// Run id carried in the start/end messages (distinct per segment).
+    pub run_id: u32,
 }
 
 /// Errors from the simulators.
@@ -150,16 +158,51 @@ pub enum SimError {
 }
 
 /// Runs the rrh-sim live loop on the calling thread (already in the right
-/// namespace, pinned and scheduled). `progress(slots_done)` is called now and
-/// then.
+/// namespace, pinned and scheduled). `progress(slots_sent)` is called once
+/// per interval.
 pub fn run_rrh(
     p: &RrhParams,
     io: &mut dyn PacketIo,
     stop: &AtomicBool,
-    progress: &mut dyn FnMut(u64),
+    progress: &(dyn Fn(u64) + Sync),
 ) -> Result<RrhSide, SimError> {
-    let _ = (p, io, stop, progress);
-    Err(SimError::Unavailable("the rrh-sim live loop (rrh_sim::live::run) is not in this build yet".into()))
+    use rrh_sim::live::{self, LiveConfig};
+    let slots = LiveConfig::slots_for(&p.scenario.cell, p.duration.as_secs_f64());
+    let mut cfg = LiveConfig::new(p.scenario.cell.clone(), p.scenario.timing.clone(), slots);
+    cfg.dst_mac = p.dst_mac;
+    cfg.src_mac = p.src_mac;
+    cfg.interval_ns = p.interval.as_nanos() as u64;
+    cfg.run_id = p.run_id;
+    let rep = live::run(&cfg, io, stop, &|pr: &live::Progress| progress(pr.slots_sent)).map_err(|e| SimError::Failed(e.to_string()))?;
+    let mut intervals = Vec::new();
+    for iv in &rep.intervals {
+        for (tag, h) in iv.hists.tagged() {
+            intervals.push(Interval {
+                tag: tag.to_string(),
+                start: Duration::from_nanos(iv.start_ns),
+                duration: Duration::from_nanos(iv.duration_ns),
+                hist: h.clone(),
+            });
+        }
+    }
+    Ok(RrhSide {
+        slots: rep.slots_sent,
+        deadline_misses: rep.deadline_misses,
+        late_replies: rep.late_replies,
+        lost_replies: rep.lost_replies,
+        generator_late_symbols: rep.generator_late_symbols,
+        uplane_sent: rep.uplane_sent,
+        reply_bits_checked: rep.bits_checked,
+        reply_bit_errors: rep.bit_errors,
+        turnaround: rep.hists.turnaround,
+        pacing: rep.hists.pacing,
+        processing: rep.hists.worker_processing,
+        wakeup: rep.hists.worker_wakeup,
+        intervals,
+        fifo_granted: false,
+        refused: Vec::new(),
+        io_detail: rep.io_detail,
+    })
 }
 
 /// Parses the worker's `SUMMARY {json}` line.
@@ -208,17 +251,27 @@ pub fn worker_args(s: &Scenario, transport: &str, shared_clock: bool) -> Vec<std
 /// Opens the rrh-sim's end of the fronthaul on `ifname` (in the calling
 /// thread's network namespace) with the named transport.
 pub fn open_io(transport: &str, ifname: &str) -> Result<Box<dyn PacketIo>, SimError> {
-    let _ = ifname;
-    Err(SimError::Unavailable(format!("transport {transport} is not in this build of pktio yet")))
+    let t: pktio::Transport = transport.parse().map_err(|e: pktio::PktError| SimError::Failed(e.to_string()))?;
+    let fail = |e: pktio::PktError| SimError::Failed(e.to_string());
+    Ok(match t {
+        pktio::Transport::AfXdp => Box::new(pktio::afxdp::AfXdp::open(ifname, &pktio::afxdp::XdpConfig::default()).map_err(fail)?),
+        pktio::Transport::AfPacket => {
+            Box::new(pktio::afpacket::AfPacket::open(ifname, &pktio::afpacket::AfPacketConfig::default()).map_err(fail)?)
+        }
+        pktio::Transport::AfPacketUring => {
+            Box::new(pktio::uring::AfPacketUring::open(ifname, &pktio::afpacket::AfPacketConfig::default()).map_err(fail)?)
+        }
+        pktio::Transport::Mem => return Err(SimError::Failed("the mem transport has no interface to open".into())),
+    })
 }
 
 /// Two ends of a link: (rrh end, worker end).
 pub type IoPair = (Box<dyn PacketIo>, Box<dyn PacketIo>);
 
-/// An in-memory link: (rrh end, worker end).
+/// An in-memory link: (rrh end, worker end), frames up to the cell's MTU.
 pub fn mem_pair(s: &Scenario) -> Result<IoPair, SimError> {
-    let _ = s;
-    Err(SimError::Unavailable("pktio::mem::pair is not in this build yet".into()))
+    let (a, b) = pktio::mem::pair(16_384, usize::from(s.cell.mtu) + 18);
+    Ok((Box::new(a), Box::new(b)))
 }
 
 /// What the calling thread was granted by [`rt_setup`].
@@ -237,11 +290,16 @@ pub struct RtGrant {
 /// Pins the calling thread and asks for SCHED_FIFO; what the host refuses is
 /// reported, not fatal.
 pub fn rt_setup(cpu: Option<usize>, prio: Option<i32>) -> RtGrant {
-    let _ = (cpu, prio);
-    RtGrant {
-        fifo: false,
-        sched: "SCHED_OTHER".into(),
-        cpu: None,
-        refused: vec!["real-time set-up (rrh_sim::live::rt) is not in this build yet".into()],
+    match rrh_sim::live::rt::pin_and_fifo(cpu, prio) {
+        Ok(g) => RtGrant {
+            fifo: g.fifo(),
+            sched: match g.fifo_priority {
+                Some(p) => format!("{}:{p}", g.policy),
+                None => g.policy.clone(),
+            },
+            cpu: g.cpu,
+            refused: g.refused,
+        },
+        Err(e) => RtGrant { fifo: false, sched: "SCHED_OTHER".into(), cpu: None, refused: vec![e.to_string()] },
     }
 }
