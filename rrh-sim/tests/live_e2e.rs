@@ -1,0 +1,86 @@
+//! End to end over the in-memory transport: the rrh-sim live loop on one
+//! thread, the bbu-sim worker (real L1 pipeline) on another.
+//!
+//! (A dev-dependency on bbu-sim: the two libraries never use each other,
+//! only this test puts them on the two ends of one in-memory wire.)
+
+use std::sync::atomic::AtomicBool;
+use std::sync::Mutex;
+
+use bbu_sim::pipeline::SlotProcessor;
+use bbu_sim::worker::{self, PollMode, WorkerConfig};
+use fronthaul::cell::CellConfig;
+use fronthaul::timing::TimingConfig;
+use rrh_sim::live::{self, LiveConfig, Progress};
+
+#[test]
+fn every_slot_is_answered_without_bit_errors() {
+    let cell = CellConfig::default();
+    // A generous lead: debug builds of the pipeline may fall behind the
+    // symbol clock on a shared machine; the test checks counts, not speed.
+    let timing = TimingConfig { lead_slots: 10_000, ..TimingConfig::default() };
+    let slots = 300u64;
+    let (mut a, mut b) = pktio::mem::pair(1 << 14, 2048);
+    let stop = AtomicBool::new(false);
+    let wcfg = WorkerConfig { shared_clock: true, poll: PollMode::Busy, max_ns: Some(60_000_000_000), ..WorkerConfig::new(cell.clone(), timing.clone()) };
+    let progress_calls = Mutex::new(Vec::<Progress>::new());
+    let (report, summary) = std::thread::scope(|s| {
+        let w = s.spawn(|| {
+            let mut p = SlotProcessor::new(&wcfg.cell).unwrap();
+            worker::run(&wcfg, &mut b, &mut p, &stop).unwrap()
+        });
+        let cfg = LiveConfig { interval_ns: 50_000_000, ..LiveConfig::new(cell.clone(), timing.clone(), slots) };
+        let report = live::run(&cfg, &mut a, &stop, &|p| progress_calls.lock().unwrap().push(*p)).unwrap();
+        drop(a);
+        (report, w.join().unwrap())
+    });
+
+    // Generator side.
+    assert_eq!(report.slots_sent, slots);
+    assert_eq!(report.replies, slots, "{report:?}");
+    assert_eq!(report.lost_replies, 0);
+    assert_eq!(report.duplicate_replies, 0);
+    assert_eq!(report.foreign_replies, 0);
+    assert_eq!(report.bit_errors, 0);
+    assert!(report.bits_checked > 0);
+    assert_eq!(report.tx_refused, 0);
+    assert_eq!(report.uplane_sent, slots * 14 * 2);
+    assert_eq!(report.cplane_sent, slots * 2);
+    assert_eq!(report.hists.turnaround.len(), slots);
+    assert_eq!(report.hists.worker_processing.len(), slots);
+    assert_eq!(report.hists.worker_wakeup.len(), slots);
+    assert_eq!(report.hists.pacing.len(), slots * 14);
+    assert_eq!(report.deadline_misses, report.late_replies);
+    let in_intervals: u64 = report.intervals.iter().map(|i| i.hists.turnaround.len()).sum();
+    assert_eq!(in_intervals, slots);
+    assert_eq!(progress_calls.lock().unwrap().len(), report.intervals.len());
+    let mut hlog = Vec::new();
+    report.write_hlog(&mut hlog, std::time::SystemTime::now()).unwrap();
+    let text = String::from_utf8(hlog).unwrap();
+    assert!(text.contains("#[StartTime:"));
+    assert_eq!(text.lines().filter(|l| l.starts_with("Tag=slot_turnaround_ns,")).count(), report.intervals.len());
+
+    // Worker side.
+    let c = &summary.counters;
+    assert_eq!(summary.end_reason, "end_message");
+    assert_eq!(summary.epoch_source, "start_message");
+    assert!(!summary.config_mismatch);
+    assert_eq!(c.slots_processed, slots);
+    assert_eq!(c.slots_incomplete, 0);
+    assert_eq!(c.replies_sent, slots);
+    assert_eq!(c.uplane_rx, report.uplane_sent);
+    assert_eq!(c.cplane_rx, report.cplane_sent);
+    assert_eq!(c.lost, Some(0));
+    assert_eq!((c.malformed, c.duplicate, c.out_of_order, c.seq_gaps, c.stale, c.foreign), (0, 0, 0, 0, 0, 0));
+    assert_eq!(c.bit_errors, 0);
+    assert_eq!(c.bits_checked, report.bits_checked);
+    assert_eq!(c.early + c.on_time + c.late + c.unclassified, c.uplane_rx);
+    let ta4 = summary.ta4_margin().unwrap();
+    assert_eq!(ta4.count(), c.early + c.on_time + c.late);
+    assert_eq!(summary.ta4_margin_per_eaxc_ns.len(), 2);
+    assert_eq!(summary.histogram("processing_ns").unwrap().unwrap().len(), slots);
+    assert_eq!(summary.histogram("one_way_ns").unwrap().unwrap().len(), c.uplane_rx + c.cplane_rx);
+    // The summary survives its one-line form.
+    let back = worker::WorkerSummary::from_line(&summary.to_line()).unwrap();
+    assert_eq!(back.counters, summary.counters);
+}
