@@ -436,12 +436,13 @@ impl State {
                 // Estimate: the earliest arrival had zero transport delay. With a
                 // shared clock this is only a fallback for a missing start message.
                 self.est_min = self.est_min.min(now.saturating_sub(rel + self.cfg.timing.ta3_ns));
-                if n >= self.cfg.warmup_slots {
-                    self.epoch = Some(self.est_min);
-                    self.epoch_source = "estimated";
+                if n < self.cfg.warmup_slots {
+                    self.c.unclassified += 1;
+                    return;
                 }
-                self.c.unclassified += 1;
-                return;
+                self.epoch = Some(self.est_min);
+                self.epoch_source = "estimated";
+                self.est_min
             }
         };
         let air = epoch + rel;
