@@ -132,6 +132,8 @@ pub struct IsolationFacts {
 /// One thread moved, with what to put back.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TaskEntry {
+    /// Process (thread group) id.
+    pub pid: i32,
     /// Thread id.
     pub tid: i32,
     /// Start time (clock ticks since boot, `/proc/.../stat` field 22): a
@@ -204,7 +206,14 @@ fn read_list(p: &Path) -> Vec<usize> {
 /// Writes a value in one write without creating the file (procfs/sysfs).
 fn write_value(path: &Path, v: &str) -> io::Result<()> {
     use std::io::Write;
-    let mut f = fs::OpenOptions::new().write(true).open(path)?;
+    let mut f = fs::OpenOptions::new().write(true).truncate(true).open(path)?;
+    f.write_all(v.as_bytes())
+}
+
+/// Writes a value to a cgroup file in one write (creating it on fake roots).
+fn write_cg(path: &Path, v: &str) -> io::Result<()> {
+    use std::io::Write;
+    let mut f = fs::OpenOptions::new().write(true).create(true).truncate(true).open(path)?;
     f.write_all(v.as_bytes())
 }
 
@@ -390,7 +399,7 @@ impl Shield {
         // Threads forked while we move others land in the old cpuset: a few passes.
         for _pass in 0..3 {
             let mut batch = Vec::new();
-            for (_pid, tid, tdir) in all_tasks(procfs) {
+            for (pid, tid, tdir) in all_tasks(procfs) {
                 if !seen.insert(tid) {
                     continue;
                 }
@@ -402,7 +411,7 @@ impl Shield {
                     continue;
                 }
                 let (Some(start), Some(aff)) = (start_time(&tdir), affinity_of(&tdir)) else { continue };
-                batch.push(TaskEntry { tid, start, cpuset: cs, affinity: aff });
+                batch.push(TaskEntry { pid, tid, start, cpuset: cs, affinity: aff });
             }
             if batch.is_empty() {
                 break;
@@ -410,7 +419,7 @@ impl Shield {
             self.journal.tasks.extend(batch.iter().cloned());
             self.save()?;
             for t in &batch {
-                match write_value(&tasks_file, &t.tid.to_string()) {
+                match write_cg(&tasks_file, &t.tid.to_string()) {
                     Ok(()) => self.facts.tasks_moved += 1,
                     Err(e) if e.raw_os_error() == Some(libc::ESRCH) => {}
                     Err(e) if fs::metadata(&tasks_file).is_err() => return Err(io_err("write", &tasks_file, &e)),
@@ -419,7 +428,7 @@ impl Shield {
             }
         }
         if self.facts.tasks_not_movable > 0 {
-            self.facts.notes.push(format!("{} threads could not leave the worker cpus (per-cpu kernel threads)", self.facts.tasks_not_movable));
+            self.facts.notes.push(format!("{} threads could not leave the worker cpus (kernel threads the kernel will not move: per-cpu or no-setaffinity)", self.facts.tasks_not_movable));
         }
         Ok(())
     }
@@ -542,7 +551,7 @@ impl Shield {
         let rd = fs::read_dir(&tdir).map_err(|e| io_err("list", &tdir, &e))?;
         for t in rd.flatten() {
             let tid = t.file_name().to_string_lossy().to_string();
-            if let Err(e) = write_value(&tasks, &tid) {
+            if let Err(e) = write_cg(&tasks, &tid) {
                 if e.raw_os_error() != Some(libc::ESRCH) {
                     return Err(io_err("write", &tasks, &e));
                 }
@@ -626,15 +635,14 @@ pub fn restore_journal(j: &Journal) -> Result<RestoreReport, IsolateError> {
             }
         }
         for t in by_tid.values() {
-            let tdir = j.procfs.join(t.tid.to_string());
-            let tdir = if tdir.join("task").join(t.tid.to_string()).exists() { tdir.join("task").join(t.tid.to_string()) } else { tdir };
+            let tdir = j.procfs.join(t.pid.to_string()).join("task").join(t.tid.to_string());
             if start_time(&tdir) != Some(t.start) {
                 rep.tasks_gone += 1;
                 continue;
             }
             let target = hier.join(t.cpuset.trim_start_matches('/'));
             let target = if target.is_dir() { target } else { hier.to_path_buf() };
-            match write_value(&target.join("tasks"), &t.tid.to_string()) {
+            match write_cg(&target.join("tasks"), &t.tid.to_string()) {
                 Ok(()) => rep.tasks_restored += 1,
                 Err(e) if e.raw_os_error() == Some(libc::ESRCH) => {
                     rep.tasks_gone += 1;
@@ -662,7 +670,7 @@ pub fn restore_journal(j: &Journal) -> Result<RestoreReport, IsolateError> {
             }
         }
         for tid in to_root {
-            if write_value(&hier.join("tasks"), &tid.to_string()).is_ok() {
+            if write_cg(&hier.join("tasks"), &tid.to_string()).is_ok() {
                 rep.tasks_born_during += 1;
             }
         }
@@ -671,7 +679,7 @@ pub fn restore_journal(j: &Journal) -> Result<RestoreReport, IsolateError> {
             for _ in 0..50 {
                 // Late forks: anything still inside goes to the root.
                 for tid in fs::read_to_string(hk.join("tasks")).unwrap_or_default().lines().filter_map(|l| l.trim().parse::<i32>().ok()) {
-                    if write_value(&hier.join("tasks"), &tid.to_string()).is_ok() {
+                    if write_cg(&hier.join("tasks"), &tid.to_string()).is_ok() {
                         rep.tasks_born_during += 1;
                     }
                 }
