@@ -1,0 +1,204 @@
+//! [`ContainerDeployment`]: the worker in a container made by this runtime.
+//!
+//! `launch` builds the worker bundle for the [`WorkerSpec`] under
+//! `work_dir/<name>-bundle`, starts the container (cgroup `cranlab/<name>`,
+//! new pid/mount/net/uts/ipc/cgroup namespaces, the worker end of the veth
+//! moved in and renamed to `inner_name`), waits for `READY` in the log and
+//! reads back what the kernel granted. `stop` and drop kill the worker and
+//! remove the cgroup, the bundle and (with the namespace) the moved link.
+//!
+//! The worker holds only CAP_NET_RAW (see [`super::bundle::WORKER_CAPS`]):
+//! it opens its own AF_PACKET socket on the inner link. AF_XDP descriptors
+//! prepared by the runtime are not handed in yet (no hand-off API in
+//! `pktio` when this was written), so AF_XDP inside the container is not
+//! available and the worker falls back to AF_PACKET.
+
+use std::fs::File;
+use std::io::Read;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use super::{build_bundle, Bundle, BundleSpec, Container, Exit, StartOptions};
+use crate::deploy::{DeployError, Deployment, DeploymentKind, GrantedFacts, LinkKind, SchedPolicy, WorkerExit, WorkerHandle, WorkerSpec};
+
+/// Runs workers in containers started by rt-runtime.
+#[derive(Debug, Clone, Default)]
+pub struct ContainerDeployment {
+    /// Cgroup filesystem root (`None`: `/sys/fs/cgroup`).
+    pub cgroup_root: Option<PathBuf>,
+    /// Keep the bundle directory after the worker stops (for inspection).
+    pub keep_bundle: bool,
+}
+
+impl ContainerDeployment {
+    /// A container deployment with the defaults.
+    pub fn new() -> Self {
+        ContainerDeployment::default()
+    }
+}
+
+fn exit_of(e: Exit) -> WorkerExit {
+    match e {
+        Exit::Code(c) => WorkerExit::Exited(c),
+        Exit::Signal(s) => WorkerExit::Signaled(s),
+    }
+}
+
+impl Deployment for ContainerDeployment {
+    fn kind(&self) -> DeploymentKind {
+        DeploymentKind::Container
+    }
+
+    fn link_kind(&self) -> LinkKind {
+        LinkKind::Veth
+    }
+
+    fn launch(&self, spec: &WorkerSpec) -> Result<Box<dyn WorkerHandle>, DeployError> {
+        let bundle_dir = spec.work_dir.join(format!("{}-bundle", spec.name));
+        std::fs::create_dir_all(&bundle_dir).map_err(|e| DeployError::step(format!("create bundle directory {}", bundle_dir.display()), e))?;
+        let mut h = ContainerHandle {
+            container: None,
+            facts: GrantedFacts { deployment: "container".into(), virtualization: "none".into(), ..GrantedFacts::default() },
+            bundle_dir: bundle_dir.clone(),
+            keep_bundle: self.keep_bundle,
+            done: None,
+        };
+        let bspec = BundleSpec::for_worker(spec);
+        build_bundle(&bundle_dir, &bspec).map_err(|e| DeployError::step("build worker bundle", e))?;
+        let bundle = Bundle::load(&bundle_dir).map_err(|e| DeployError::step(format!("read bundle {}", bundle_dir.display()), e))?;
+        let log = File::create(&spec.log).map_err(|e| DeployError::step(format!("create worker log {}", spec.log.display()), e))?;
+        let opts = StartOptions {
+            log: Some(log),
+            stdin_null: true,
+            links_netns: spec.link.netns.as_deref().map(crate::net::netns_path),
+            cgroup_root: self.cgroup_root.clone(),
+            ..StartOptions::default()
+        };
+        let started = Instant::now();
+        let c = Container::start(&bundle, &spec.name, opts).map_err(|e| DeployError::step(format!("start container {}", spec.name), e))?;
+        h.facts.cgroup = c.cgroup().map(|g| g.describe());
+        h.facts.notes.extend(c.notes().iter().cloned());
+        h.container = Some(c);
+        wait_ready(&mut h, spec, started)?;
+        h.facts.start_to_ready_ns = Some(started.elapsed().as_nanos() as u64);
+        let pid = h.pid();
+        h.facts.sched = super::sys::host::read_sched(pid);
+        h.facts.cpus = super::sys::host::read_affinity(pid);
+        h.facts.mlocked = crate::bare::read_vmlck_kb(pid).is_some_and(|kb| kb > 0);
+        if let SchedPolicy::Fifo(p) = spec.sched {
+            if h.facts.sched != format!("SCHED_FIFO:{p}") {
+                h.facts.notes.push(format!("SCHED_FIFO:{p} was asked for the worker but the kernel reports {}", h.facts.sched));
+            }
+        }
+        if let Some(c) = spec.cpus.first() {
+            if h.facts.cpus != [*c] {
+                h.facts.notes.push(format!("worker pinned to cpu {c} but its affinity is {:?}", h.facts.cpus));
+            }
+        }
+        if spec.mlock && !h.facts.mlocked {
+            h.facts.notes.push("mlockall was asked but the worker has no locked memory (VmLck 0)".into());
+        }
+        h.facts.notes.push(format!(
+            "container capabilities: {} only; fronthaul over AF_PACKET on {} (AF_XDP descriptors are not handed into containers yet)",
+            super::bundle::WORKER_CAPS.join(","),
+            spec.link.inner_name
+        ));
+        Ok(Box::new(h))
+    }
+}
+
+fn wait_ready(h: &mut ContainerHandle, spec: &WorkerSpec, started: Instant) -> Result<(), DeployError> {
+    let mut f = File::open(&spec.log).map_err(|e| DeployError::step(format!("open worker log {}", spec.log.display()), e))?;
+    let mut seen = String::new();
+    loop {
+        let mut chunk = String::new();
+        let _ = f.read_to_string(&mut chunk);
+        seen.push_str(&chunk);
+        if seen.lines().any(|l| l.contains("READY")) {
+            return Ok(());
+        }
+        match h.try_wait()? {
+            WorkerExit::Running => {}
+            exit => {
+                return Err(DeployError::NotReady {
+                    name: spec.name.clone(),
+                    waited: started.elapsed(),
+                    detail: format!("worker ended ({exit:?}) before READY; log: {}", crate::bare::tail(&seen, 8)),
+                })
+            }
+        }
+        if started.elapsed() > spec.ready_timeout {
+            let _ = h.stop(Duration::from_millis(200));
+            return Err(DeployError::NotReady {
+                name: spec.name.clone(),
+                waited: started.elapsed(),
+                detail: format!("no READY line; log: {}", crate::bare::tail(&seen, 8)),
+            });
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+/// A worker started by [`ContainerDeployment`].
+#[derive(Debug)]
+pub struct ContainerHandle {
+    container: Option<Container>,
+    facts: GrantedFacts,
+    bundle_dir: PathBuf,
+    keep_bundle: bool,
+    done: Option<WorkerExit>,
+}
+
+impl ContainerHandle {
+    fn teardown(&mut self) -> Result<(), DeployError> {
+        let r = match self.container.take() {
+            Some(c) => c.destroy().map(|_| ()).map_err(|e| DeployError::step("remove container", e)),
+            None => Ok(()),
+        };
+        if !self.keep_bundle && self.bundle_dir.exists() {
+            let _ = std::fs::remove_dir_all(&self.bundle_dir);
+        }
+        r
+    }
+}
+
+impl WorkerHandle for ContainerHandle {
+    fn pid(&self) -> i32 {
+        self.container.as_ref().map(|c| c.pid()).unwrap_or(0)
+    }
+
+    fn facts(&self) -> &GrantedFacts {
+        &self.facts
+    }
+
+    fn try_wait(&mut self) -> Result<WorkerExit, DeployError> {
+        if let Some(d) = &self.done {
+            return Ok(d.clone());
+        }
+        let Some(c) = self.container.as_mut() else { return Ok(WorkerExit::Exited(-1)) };
+        match c.try_wait().map_err(|e| DeployError::step("wait for worker", e))? {
+            Some(e) => {
+                let e = exit_of(e);
+                self.done = Some(e.clone());
+                Ok(e)
+            }
+            None => Ok(WorkerExit::Running),
+        }
+    }
+
+    fn stop(&mut self, grace: Duration) -> Result<WorkerExit, DeployError> {
+        let exit = match self.container.as_mut() {
+            Some(c) => exit_of(c.stop(grace).map_err(|e| DeployError::step("stop worker", e))?),
+            None => self.done.clone().unwrap_or(WorkerExit::Exited(-1)),
+        };
+        self.done = Some(exit.clone());
+        self.teardown()?;
+        Ok(exit)
+    }
+}
+
+impl Drop for ContainerHandle {
+    fn drop(&mut self) {
+        let _ = self.teardown();
+    }
+}
