@@ -67,6 +67,27 @@ pub const HOUSEKEEPING_PREFIX: &str = "cranlab-housekeeping";
 /// Serialises budget changes made by this process (ancestors are shared).
 static BUDGET_LOCK: Mutex<()> = Mutex::new(());
 
+/// File locked (flock) around budget changes so that several cranlab
+/// processes do not interleave read-modify-writes of a shared parent.
+pub const BUDGET_LOCK_FILE: &str = "/run/cranlab/cgroup-budget.lock";
+
+/// Holds the in-process mutex and, on a real cgroup fs, the lock file.
+struct BudgetGuard {
+    _file: Option<nix::fcntl::Flock<fs::File>>,
+    _mutex: std::sync::MutexGuard<'static, ()>,
+}
+
+fn budget_guard(real: bool) -> BudgetGuard {
+    let m = BUDGET_LOCK.lock().unwrap_or_else(|p| p.into_inner());
+    let file = if real {
+        let p = Path::new(BUDGET_LOCK_FILE);
+        p.parent().and_then(|d| fs::create_dir_all(d).ok()).and_then(|_| fs::OpenOptions::new().create(true).truncate(false).write(true).open(p).ok()).and_then(|f| nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusive).ok())
+    } else {
+        None
+    };
+    BudgetGuard { _file: file, _mutex: m }
+}
+
 /// Errors from cgroup operations; messages name the file or directory.
 #[derive(Debug, thiserror::Error)]
 pub enum CgroupError {
@@ -529,6 +550,8 @@ pub struct Cgroup {
     notes: Vec<String>,
     writes: Vec<(PathBuf, String)>,
     removed: bool,
+    /// On a real cgroup fs (take the cross-process budget lock).
+    real: bool,
 }
 
 fn validate_name(name: &str) -> Result<Vec<&str>, CgroupError> {
@@ -571,11 +594,12 @@ impl Cgroup {
             notes: Vec::new(),
             writes: Vec::new(),
             removed: false,
+            real: root.rt_base().is_some_and(|b| !is_fake(b)),
         };
         match cg.build(root, &parts, limits) {
             Ok(()) => Ok(cg),
             Err(e) => {
-                let _g = BUDGET_LOCK.lock().unwrap_or_else(|p| p.into_inner());
+                let _g = budget_guard(cg.real);
                 cg.undo();
                 cg.removed = true;
                 Err(e)
@@ -610,7 +634,7 @@ impl Cgroup {
     fn build(&mut self, root: &CgroupRoot, parts: &[&str], limits: &Limits) -> Result<(), CgroupError> {
         // Resolve the RT budget first: it may refuse the whole thing.
         // Budgets are shared with siblings: decide and grant under one lock.
-        let _g = BUDGET_LOCK.lock().unwrap_or_else(|p| p.into_inner());
+        let _g = budget_guard(self.real);
         let rt = self.resolve_rt(root, limits)?;
         match root.version {
             CgroupVersion::V2 => self.build_v2(root, parts, limits, rt),
@@ -944,7 +968,7 @@ impl Cgroup {
                 first.get_or_insert(e);
             }
         }
-        let _g = BUDGET_LOCK.lock().unwrap_or_else(|p| p.into_inner());
+        let _g = budget_guard(self.real);
         // The kernel unlinks a removed group from its parent only after an
         // RCU grace period, so zero the leaf's budget before rmdir: the
         // parents can then be lowered at once.

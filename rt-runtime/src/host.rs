@@ -150,6 +150,10 @@ pub struct HostFacts {
     pub nohz_full_cpus: Vec<usize>,
     /// `rcu_nocbs=` from the command line.
     pub rcu_nocbs_cpus: Vec<usize>,
+    /// Kernel built with CONFIG_NO_HZ_FULL (`None`: no kernel config found).
+    pub config_no_hz_full: Option<bool>,
+    /// Where the kernel config was read (`/proc/config.gz`, `/boot/config-*`).
+    pub kernel_config: Option<String>,
     /// `kernel.sched_rt_runtime_us` (-1: throttling off).
     pub sched_rt_runtime_us: Option<i64>,
     /// `kernel.sched_rt_period_us`.
@@ -296,6 +300,10 @@ impl HostFacts {
         f.isolated_cpus = read_list(&sysc.join("isolated"));
         f.nohz_full_cpus = read_list(&sysc.join("nohz_full"));
         f.rcu_nocbs_cpus = cmdline_param(&f.cmdline, "rcu_nocbs").map(cmdline_cpus).unwrap_or_default();
+        if let Some((cfg, src)) = kernel_config(roots, &f.kernel_release) {
+            f.config_no_hz_full = Some(config_has(&cfg, "CONFIG_NO_HZ_FULL"));
+            f.kernel_config = Some(src);
+        }
         f.sched_rt_runtime_us = read_trim(&roots.proc.join("sys/kernel/sched_rt_runtime_us")).and_then(|s| s.parse().ok());
         f.sched_rt_period_us = read_trim(&roots.proc.join("sys/kernel/sched_rt_period_us")).and_then(|s| s.parse().ok());
         for &c in &f.cpus_online {
@@ -525,7 +533,16 @@ pub fn check_facts(f: &HostFacts, worker_cpus: &[usize]) -> Vec<CheckItem> {
     out.push(if subset(&f.nohz_full_cpus) {
         item("nohz_full", Pass, format!("cpus {ws} run tickless (nohz_full: {})", format_cpu_list(&f.nohz_full_cpus)), "")
     } else {
-        item("nohz_full", Warn, format!("worker cpus {ws} not in nohz_full ({}): the scheduler tick interrupts the worker", if f.nohz_full_cpus.is_empty() { "none".into() } else { format_cpu_list(&f.nohz_full_cpus) }), &format!("kernel command line nohz_full={ws} (needs CONFIG_NO_HZ_FULL) {grub}"))
+        let now = if f.nohz_full_cpus.is_empty() { "none".into() } else { format_cpu_list(&f.nohz_full_cpus) };
+        match f.config_no_hz_full {
+            Some(false) => item(
+                "nohz_full",
+                Warn,
+                format!("worker cpus {ws} not in nohz_full ({now}) and this kernel lacks CONFIG_NO_HZ_FULL ({}): the scheduler tick interrupts the worker", f.kernel_config.clone().unwrap_or_default()),
+                &format!("boot a kernel built with CONFIG_NO_HZ_FULL=y (check: grep NO_HZ_FULL /boot/config-<release>), then nohz_full={ws} on the kernel command line {grub}"),
+            ),
+            _ => item("nohz_full", Warn, format!("worker cpus {ws} not in nohz_full ({now}): the scheduler tick interrupts the worker"), &format!("kernel command line nohz_full={ws} {grub}")),
+        }
     });
     out.push(if subset(&f.rcu_nocbs_cpus) || subset(&f.nohz_full_cpus) {
         item("rcu_nocbs", Pass, format!("RCU callbacks offloaded from {ws}"), "")
