@@ -411,6 +411,26 @@ impl CgroupRoot {
         out
     }
 
+    /// Children of the hierarchy root holding an RT budget: (dir, runtime µs, period µs).
+    pub fn rt_holders(&self) -> Vec<(PathBuf, i64, u64)> {
+        let mut out = Vec::new();
+        let Some(base) = self.rt_base() else { return out };
+        if let Ok(rd) = fs::read_dir(base) {
+            for e in rd.flatten() {
+                let p = e.path();
+                if p.is_dir() && p.join("cpu.rt_runtime_us").is_file() {
+                    if let Ok((r, per)) = read_rt(&p) {
+                        if r > 0 {
+                            out.push((p, r, per));
+                        }
+                    }
+                }
+            }
+        }
+        out.sort();
+        out
+    }
+
     /// RT runtime (µs per [`DEFAULT_RT_PERIOD_US`]) not yet given to any
     /// child of the hierarchy root: what a new top-level budget may take.
     /// `None` when the kernel has no RT group scheduling.
@@ -655,7 +675,22 @@ impl Cgroup {
                 }
                 Ok(None)
             }
-            Some(r) => Ok(Some((r, period))),
+            Some(0) => Ok(Some((0, period))),
+            Some(r) => {
+                // The top cranlab group grows by this much: check the root has it
+                // free, and say who holds the rest when not.
+                let free = root.rt_free_runtime_us()?.unwrap_or(0);
+                let need = scale_runtime(r, period, DEFAULT_RT_PERIOD_US);
+                if need > free {
+                    return Err(CgroupError::Budget(format!(
+                        "{} asks {r} µs per {period} µs but only {free} µs per {DEFAULT_RT_PERIOD_US} µs is free under {} (held: {})",
+                        self.name,
+                        root.rt_base().map(|p| p.display().to_string()).unwrap_or_default(),
+                        root.rt_holders().iter().map(|(p, r, per)| format!("{} {r}/{per}", p.display())).collect::<Vec<_>>().join(", ")
+                    )));
+                }
+                Ok(Some((r, period)))
+            }
             None if limits.realtime && has => {
                 let free = root.rt_free_runtime_us()?.unwrap_or(0);
                 let free_here = free * period as i64 / DEFAULT_RT_PERIOD_US as i64;

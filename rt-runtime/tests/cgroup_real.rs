@@ -40,6 +40,21 @@ fn fifo_inside(cg: &Cgroup) -> (bool, String) {
     (out.status.success(), String::from_utf8_lossy(&out.stderr).into_owned())
 }
 
+/// Other cranlab tests on this shared host may hold the RT bandwidth for a
+/// while (a default budget takes what is free): wait for it, up to 2 min.
+fn create_when_free(root: &CgroupRoot, name: &str, limits: &Limits) -> Cgroup {
+    let t = std::time::Instant::now();
+    loop {
+        match Cgroup::create(root, name, limits) {
+            Err(cgroup::CgroupError::Budget(m)) if t.elapsed() < std::time::Duration::from_secs(120) => {
+                eprintln!("waiting for rt bandwidth: {m}");
+                std::thread::sleep(std::time::Duration::from_millis(500));
+            }
+            r => return r.unwrap_or_else(|e| panic!("create {name}: {e}")),
+        }
+    }
+}
+
 fn last_cpu() -> String {
     let online = std::fs::read_to_string("/sys/devices/system/cpu/online").unwrap();
     let cpus = cgroup::parse_cpu_list(&online).unwrap();
@@ -83,7 +98,7 @@ fn rt_budget_limits_and_cleanup_for_real() {
         rt_period_us: Some(1_000_000),
         ..Limits::default()
     };
-    let cg = Cgroup::create(&root, &name_rt, &limits).expect("create rt cgroup");
+    let cg = create_when_free(&root, &name_rt, &limits);
     let rt_sched = root.rt_group_sched();
 
     // Limits read back from the kernel.
@@ -165,4 +180,68 @@ fn default_budget_is_assigned_and_noted_for_real() {
         Err(e) => panic!("create: {e}"),
     }
     assert!(leftovers(&name).is_empty());
+}
+
+#[test]
+fn pids_and_memory_limits_bite_and_remove_kills_what_is_left_for_real() {
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(r) = skip_reason() {
+        eprintln!("skipping: {r}");
+        return;
+    }
+    let root = CgroupRoot::detect(Path::new("/sys/fs/cgroup")).unwrap();
+    let name = format!("cranlab/test-cg-limits-{}", std::process::id());
+    let limits = Limits { memory_max: Some(32 << 20), pids_max: Some(6), ..Limits::default() };
+    let cg = Cgroup::create(&root, &name, &limits).expect("create");
+    // Zombies of the killed sleeps come back to us, not to pid 1.
+    nix::sys::prctl::set_child_subreaper(true).unwrap();
+    // A memory hog (a subshell collecting 200 MB in a variable) against 32 MiB, then a
+    // fork bomb in miniature: 20 background sleeps against pids.max = 6.
+    let mut child = Command::new("sh")
+        .args(["-c", "read x; (x=$(head -c 200000000 /dev/zero | tr '\\0' a)); echo hog-exit=$?; i=0; while [ $i -lt 20 ]; do sleep 60 </dev/null >/dev/null 2>&1 & i=$((i+1)); done; echo forked; read y"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let t = std::time::Instant::now();
+    cg.add_pid(child.id() as i32).unwrap();
+    eprintln!("first add_pid into {} took {:?}", cg.name(), t.elapsed());
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(b"go\n").unwrap();
+    // Wait for the hog to be killed (the line is printed after it).
+    let mut out = child.stdout.take().unwrap();
+    let mut line = Vec::new();
+    let mut b = [0u8; 1];
+    while std::io::Read::read(&mut out, &mut b).unwrap_or(0) == 1 && b[0] != b'\n' {
+        line.push(b[0]);
+    }
+    let line = String::from_utf8_lossy(&line).to_string();
+    // The shell cannot fork its 20 sleeps: it reports it and ends (dash stops
+    // at a failed fork); the sleeps it did start stay in the cgroup.
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut out, &mut rest).unwrap();
+    let mut err = String::new();
+    std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut err).unwrap();
+    eprintln!("after the fork loop: stdout {rest:?} stderr {err:?}");
+    assert!(!rest.contains("forked"), "all 20 forks succeeded under pids.max = 6");
+    assert!(err.to_lowercase().contains("fork"), "no fork failure reported: {err}");
+    let pids = cg.pids().unwrap();
+    eprintln!("{line}; {} pids in the cgroup", pids.len());
+    assert!(pids.len() <= 6, "pids.max not enforced: {pids:?}");
+    assert!(!pids.is_empty(), "the sleeps that did start should be there: {pids:?}");
+    assert!(cg.oom_kills().unwrap() >= 1, "memory hog was not OOM-killed in its cgroup ({line})");
+    assert!(line.starts_with("hog-exit=") && line != "hog-exit=0", "{line}");
+    // Remove with the shell and its sleeps still running: all are killed.
+    cg.remove().expect("remove with live processes");
+    let _ = child.wait();
+    for p in &pids {
+        let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(*p), None);
+    }
+    for p in &pids {
+        let alive = Path::new(&format!("/proc/{p}")).exists() && !std::fs::read_to_string(format!("/proc/{p}/stat")).unwrap_or_default().contains(") Z");
+        assert!(!alive, "pid {p} survived remove");
+    }
+    assert!(leftovers(&name).is_empty(), "left: {:?}", leftovers(&name));
+    drop(stdin);
 }
