@@ -207,14 +207,58 @@ pub fn run_rrh(
 
 /// Parses the worker's `SUMMARY {json}` line.
 pub fn parse_worker_summary(line: &str) -> Result<WorkerSide, SimError> {
-    let _ = line;
-    Err(SimError::Unavailable("the worker summary (bbu_sim::worker::WorkerSummary) is not in this build yet".into()))
+    let sum = bbu_sim::worker::WorkerSummary::from_line(line).map_err(|e| SimError::Failed(e.to_string()))?;
+    from_summary(&sum)
 }
 
-/// Runs the worker loop on the calling thread over `io` (the in-memory path).
+fn signed(h: &bbu_sim::worker::SignedHistogram) -> SignedHist {
+    SignedHist { non_negative: h.on_time.clone(), negative: h.late.clone() }
+}
+
+/// Converts a worker summary into cranlab's terms.
+pub fn from_summary(sum: &bbu_sim::worker::WorkerSummary) -> Result<WorkerSide, SimError> {
+    let bad = |e: bbu_sim::worker::summary::SummaryError| SimError::Failed(format!("worker summary: {e}"));
+    let c = &sum.counters;
+    let mut ta4 = BTreeMap::new();
+    for (eaxc, b) in &sum.ta4_margin_per_eaxc_ns {
+        let h = bbu_sim::worker::SignedHistogram::decode(eaxc, b).map_err(bad)?;
+        ta4.insert(eaxc.clone(), signed(&h));
+    }
+    if ta4.is_empty() && !sum.ta4_margin_ns.on_time.is_empty() {
+        ta4.insert("all".into(), signed(&sum.ta4_margin().map_err(bad)?));
+    }
+    Ok(WorkerSide {
+        bit_errors: c.bit_errors,
+        bits_checked: c.bits_checked,
+        uplane_received: c.uplane_rx,
+        malformed: c.malformed,
+        duplicate: c.duplicate,
+        out_of_order: c.out_of_order,
+        early: c.early,
+        on_time: c.on_time,
+        late: c.late,
+        one_way: if sum.shared_clock { sum.histogram("one_way_ns").map_err(bad)? } else { None },
+        ta4,
+        processing: sum.histogram("processing_ns").map_err(bad)?.unwrap_or_else(new_hist),
+        wakeup: sum.histogram("wakeup_ns").map_err(bad)?.unwrap_or_else(new_hist),
+        io_detail: sum.transport_detail.clone(),
+        transport: sum.transport.clone(),
+    })
+}
+
+/// Runs the worker loop on the calling thread over `io` (the in-memory
+/// path: both ends share the clock).
 pub fn run_worker(s: &Scenario, io: &mut dyn PacketIo, stop: &AtomicBool) -> Result<WorkerSide, SimError> {
-    let _ = (s, io, stop);
-    Err(SimError::Unavailable("the worker loop as a library (bbu_sim::worker) is not in this build yet".into()))
+    use bbu_sim::worker::{self, PollMode as WPoll, WorkerConfig};
+    let mut cfg = WorkerConfig::new(s.cell.clone(), s.timing.clone());
+    cfg.shared_clock = true;
+    cfg.poll = match s.run.poll {
+        crate::scenario::PollMode::Busy => WPoll::Busy,
+        crate::scenario::PollMode::Block => WPoll::Block,
+    };
+    let mut sink = bbu_sim::pipeline::SlotProcessor::new(&s.cell).map_err(|e| SimError::Failed(format!("worker pipeline: {e}")))?;
+    let sum = worker::run(&cfg, io, &mut sink, stop).map_err(|e| SimError::Failed(format!("worker loop: {e}")))?;
+    from_summary(&sum)
 }
 
 /// The worker's command-line arguments (`{iface}` is filled in by the
