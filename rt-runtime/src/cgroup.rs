@@ -25,6 +25,13 @@
 //! subtracts exactly what it added, which restores the value each ancestor
 //! had before even when several cranlab cgroups share the parent).
 //!
+//! On cgroup v2 the kernel offers no `cpu.rt_runtime_us` (RT group
+//! scheduling is a v1 feature): with `CONFIG_RT_GROUP_SCHED` active (not
+//! switched off by `rt_group_sched=0`, kernels from 6.16) SCHED_FIFO inside
+//! a cgroup with its own cpu controller fails with EPERM and no budget can
+//! fix it; `host::check` reports that as a failure with the fix. An explicit
+//! `rt_runtime_us` on such a layout is refused ([`CgroupError::InvalidLimit`]).
+//!
 //! **Policy for a real-time worker without a budget** (`Limits::realtime`
 //! set, `rt_runtime_us` unset): a default budget is assigned and a note says
 //! so ([`Cgroup::notes`]). The default is the RT bandwidth still free under
@@ -513,7 +520,11 @@ pub struct Limits {
     pub mems: Option<String>,
     /// Ask for an exclusive cpuset (v1 `cpuset.cpu_exclusive`, v2
     /// `cpuset.cpus.partition = isolated`). Best effort: when the kernel
-    /// refuses, a note says so and the cgroup is still created.
+    /// refuses, a note says so and the cgroup is still created. On v1 the
+    /// kernel wants every ancestor exclusive and no overlapping sibling, so
+    /// it is refused while an [`crate::isolate`] housekeeping cpuset exists
+    /// (which keeps the other tasks off the worker cpus anyway); and an
+    /// exclusive `cranlab` parent makes a later shield fail to set up.
     pub cpu_exclusive: bool,
     /// Memory limit in bytes (v2 `memory.max`, v1 `memory.limit_in_bytes`).
     pub memory_max: Option<u64>,

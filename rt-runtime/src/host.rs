@@ -154,6 +154,10 @@ pub struct HostFacts {
     pub config_no_hz_full: Option<bool>,
     /// Where the kernel config was read (`/proc/config.gz`, `/boot/config-*`).
     pub kernel_config: Option<String>,
+    /// RT group scheduling active per the kernel config and `rt_group_sched=`
+    /// (`None`: no kernel config found). On cgroup v2 it has no
+    /// `cpu.rt_runtime_us`, so SCHED_FIFO in a non-root cpu cgroup gets EPERM.
+    pub config_rt_group_sched: Option<bool>,
     /// `kernel.sched_rt_runtime_us` (-1: throttling off).
     pub sched_rt_runtime_us: Option<i64>,
     /// `kernel.sched_rt_period_us`.
@@ -302,6 +306,10 @@ impl HostFacts {
         f.rcu_nocbs_cpus = cmdline_param(&f.cmdline, "rcu_nocbs").map(cmdline_cpus).unwrap_or_default();
         if let Some((cfg, src)) = kernel_config(roots, &f.kernel_release) {
             f.config_no_hz_full = Some(config_has(&cfg, "CONFIG_NO_HZ_FULL"));
+            let built = config_has(&cfg, "CONFIG_RT_GROUP_SCHED");
+            let default_on = !config_has(&cfg, "CONFIG_RT_GROUP_SCHED_DEFAULT_DISABLED");
+            let param = cmdline_param(&f.cmdline, "rt_group_sched").map(|v| matches!(v, "1" | "y" | "Y" | "on"));
+            f.config_rt_group_sched = Some(built && param.unwrap_or(default_on));
             f.kernel_config = Some(src);
         }
         f.sched_rt_runtime_us = read_trim(&roots.proc.join("sys/kernel/sched_rt_runtime_us")).and_then(|s| s.parse().ok());
@@ -564,6 +572,13 @@ pub fn check_facts(f: &HostFacts, worker_cpus: &[usize]) -> Vec<CheckItem> {
     });
     out.push(if f.rt_group_sched {
         item("rt group sched", Pass, "CONFIG_RT_GROUP_SCHED: container cgroups need cpu.rt_runtime_us, which rt-runtime assigns (parents first)".into(), "")
+    } else if f.cgroup_version == "v2" && f.config_rt_group_sched == Some(true) {
+        item(
+            "rt group sched",
+            Fail,
+            format!("RT group scheduling is active ({}) but cgroup v2 has no cpu.rt_runtime_us: SCHED_FIFO inside a container cgroup fails with EPERM", f.kernel_config.clone().unwrap_or_default()),
+            &format!("rt_group_sched=0 on the kernel command line (kernels from 6.16), or a kernel without CONFIG_RT_GROUP_SCHED {grub}"),
+        )
     } else {
         item("rt group sched", Pass, "no RT group scheduling: SCHED_FIFO in cgroups needs no budget".into(), "")
     });

@@ -540,10 +540,10 @@ impl Shield {
         self.journal_path.as_deref()
     }
 
-    /// Moves every thread of `pid` onto the worker CPUs (v1: back to the
-    /// cpuset it came from, which includes them) so a bare worker started
-    /// from a shielded process may pin itself there. A no-op without a v1
-    /// housekeeping cpuset.
+    /// Moves every thread of `pid` out of the housekeeping cpuset into the
+    /// root cpuset (all CPUs), so a bare worker started from a shielded
+    /// process may pin itself to a worker CPU. A no-op without a v1
+    /// housekeeping cpuset (isolcpus mode, v2).
     pub fn admit(&self, pid: i32) -> Result<(), IsolateError> {
         let (Some(hier), Some(_)) = (&self.journal.cpuset_hierarchy, &self.journal.housekeeping) else { return Ok(()) };
         let tasks = hier.join("tasks");

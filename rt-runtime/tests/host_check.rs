@@ -142,6 +142,26 @@ fn untuned_fake_host_gets_the_right_fixes() {
 }
 
 #[test]
+fn rt_group_sched_on_cgroup_v2_is_a_failure() {
+    let t = Tmp::new("v2rt");
+    tuned_host(&t.0);
+    let r = &t.0;
+    put(&r.join("boot/config-6.1.0-rt-amd64"), "CONFIG_RT_GROUP_SCHED=y\n");
+    let f = HostFacts::gather(&Roots::under(r));
+    assert_eq!(f.config_rt_group_sched, Some(true));
+    assert!(!f.rt_group_sched, "v2 has no cpu.rt_runtime_us");
+    let items = host::check_facts(&f, &[2]);
+    let it = items.iter().find(|i| i.name == "rt group sched").unwrap();
+    assert_eq!(it.status, Status::Fail, "{it:?}");
+    assert!(it.fix.contains("rt_group_sched=0"));
+    // Switched off at boot: fine.
+    put(&r.join("proc/cmdline"), "isolcpus=2-3 rt_group_sched=0\n");
+    let f = HostFacts::gather(&Roots::under(r));
+    assert_eq!(f.config_rt_group_sched, Some(false));
+    assert_eq!(host::check_facts(&f, &[2]).iter().find(|i| i.name == "rt group sched").unwrap().status, Status::Pass);
+}
+
+#[test]
 fn this_host_is_reported_truthfully() {
     let items = host::check(&CheckRequest { worker_cpus: vec![], roots: Roots::default() });
     let f = HostFacts::gather(&Roots::default());
