@@ -24,6 +24,8 @@ pub mod netlink;
 pub mod oci;
 pub mod seccomp;
 pub mod sys;
+#[cfg(test)]
+mod tests;
 
 use std::ffi::CString;
 use std::fs::File;
