@@ -302,7 +302,7 @@ pub fn run_probe(qemu: &Path, image: &ImageOptions, timeout: Duration) -> ProbeO
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
     super::sys::prepare_child(&mut cmd, None);
-    let mut child = match cmd.spawn() {
+    let mut child = match super::spawn_from_keeper(cmd) {
         Ok(c) => c,
         Err(e) => return ProbeOutcome::Failed { detail: format!("start {}: {e}", qemu.display()) },
     };

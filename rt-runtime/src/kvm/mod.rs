@@ -307,7 +307,7 @@ impl Deployment for KvmDeployment {
         cmd.args(cfg.args()).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::from(stderr));
         sys::prepare_child(&mut cmd, netns.as_ref().map(|f| f.as_raw_fd()));
         let started = Instant::now();
-        let child = cmd.spawn().map_err(step(format!("start {}", decision.qemu.display())))?;
+        let child = spawn_from_keeper(cmd).map_err(step(format!("start {}", decision.qemu.display())))?;
         drop(netns);
         let facts = GrantedFacts {
             deployment: "kvm".into(),
@@ -374,6 +374,41 @@ impl Deployment for KvmDeployment {
         h.facts.notes = notes;
         Ok(Box::new(h))
     }
+}
+
+/// Spawns `cmd` from one long-lived thread of this process.
+///
+/// QEMU is armed with `PR_SET_PDEATHSIG`, which fires when the *thread* that
+/// forked it exits, not the process. Callers launch guests from short-lived
+/// threads; forking from a thread that lives as long as the process makes
+/// the signal mean "cranlab died".
+pub(crate) fn spawn_from_keeper(cmd: Command) -> std::io::Result<Child> {
+    use std::sync::mpsc;
+    use std::sync::{Mutex, OnceLock};
+    type Req = (Command, mpsc::Sender<std::io::Result<Child>>);
+    static KEEPER: OnceLock<Option<Mutex<mpsc::Sender<Req>>>> = OnceLock::new();
+    let keeper = KEEPER.get_or_init(|| {
+        let (tx, rx) = mpsc::channel::<Req>();
+        std::thread::Builder::new()
+            .name("cranlab-qemu-keeper".into())
+            .spawn(move || {
+                // The sender lives in a static: this loop never ends.
+                for (mut c, reply) in rx {
+                    let _ = reply.send(c.spawn());
+                }
+            })
+            .ok()
+            .map(|_| Mutex::new(tx))
+    });
+    let Some(keeper) = keeper else {
+        // No thread could be made: spawn here (the death signal then follows this thread).
+        let mut cmd = cmd;
+        return cmd.spawn();
+    };
+    let tx = keeper.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    let (rtx, rrx) = mpsc::channel();
+    tx.send((cmd, rtx)).map_err(|_| std::io::Error::other("qemu keeper thread is gone"))?;
+    rrx.recv().map_err(|_| std::io::Error::other("qemu keeper thread is gone"))?
 }
 
 /// Removes a VM state directory unless disarmed.
