@@ -658,6 +658,7 @@ impl Cgroup {
             }
             fs::create_dir(&p).map_err(|e| io_err("create cgroup", &p, e))?;
             self.created.push(p.clone());
+            mark_owner(&p);
         }
         Ok(p)
     }
@@ -1219,13 +1220,61 @@ fn remove_if_empty(dir: &Path) -> bool {
     rmdir_if_exists(dir).is_ok()
 }
 
+/// Extended attribute naming the process that created a cgroup directory:
+/// `<pid>:<start time>` (start time in clock ticks since boot, from
+/// `/proc/<pid>/stat`), so [`sweep`] can tell a live run's cgroups from a
+/// killed run's. cgroupfs (kernfs) and tmpfs keep `trusted.*` attributes.
+pub const OWNER_XATTR: &str = "trusted.cranlab.owner";
+
+/// `<pid>:<start time>` of this process.
+pub fn owner_tag() -> String {
+    let pid = std::process::id() as i32;
+    format!("{pid}:{}", process_start(pid).unwrap_or(0))
+}
+
+/// Start time of a process (field 22 of `/proc/<pid>/stat`).
+pub fn process_start(pid: i32) -> Option<u64> {
+    let s = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    s[s.rfind(')')? + 1..].split_whitespace().nth(19)?.parse().ok()
+}
+
+/// Whether an owner tag names a live process (same pid, same start time).
+pub fn owner_alive(tag: &str) -> bool {
+    let Some((pid, start)) = tag.trim().split_once(':') else { return false };
+    let (Ok(pid), Ok(start)) = (pid.parse::<i32>(), start.parse::<u64>()) else { return false };
+    pid > 0 && process_start(pid) == Some(start)
+}
+
+/// Tags `dir` with this process as owner (best effort: a filesystem
+/// without xattrs leaves the directory unowned, which [`sweep`] treats as
+/// a leftover).
+pub(crate) fn mark_owner(dir: &Path) {
+    sys::set_xattr(dir, OWNER_XATTR, &owner_tag());
+}
+
+/// The owner tag of `dir`, if any.
+pub fn owner_of(dir: &Path) -> Option<String> {
+    sys::get_xattr(dir, OWNER_XATTR)
+}
+
 /// Removes every cgroup named `cranlab*` left by a killed run, in every
-/// hierarchy under the root; returns the directories removed. Processes in
-/// them are killed, except in housekeeping cpusets
-/// ([`HOUSEKEEPING_PREFIX`]), whose tasks (the host's own) are moved back to
-/// the hierarchy root. Run [`crate::isolate::sweep`] first to restore their
-/// exact placement.
+/// hierarchy under the root; returns the directories removed. A cgroup
+/// whose owner ([`OWNER_XATTR`]) is still running is a live run's and is
+/// kept, with its parents. Processes in removed cgroups are killed, except
+/// in housekeeping cpusets ([`HOUSEKEEPING_PREFIX`]), whose tasks (the
+/// host's own) are moved back to the hierarchy root. Run
+/// [`crate::isolate::sweep`] first to restore their exact placement.
 pub fn sweep(root: &CgroupRoot) -> Result<Vec<PathBuf>, CgroupError> {
+    sweep_inner(root, false)
+}
+
+/// Like [`sweep`], but removes live runs' cgroups too (killing their
+/// processes): for `cranlab cleanup --all` when owners cannot be trusted.
+pub fn sweep_all(root: &CgroupRoot) -> Result<Vec<PathBuf>, CgroupError> {
+    sweep_inner(root, true)
+}
+
+fn sweep_inner(root: &CgroupRoot, all: bool) -> Result<Vec<PathBuf>, CgroupError> {
     let mut removed = Vec::new();
     let mut first = None;
     for h in root.all_hierarchies() {
@@ -1237,7 +1286,7 @@ pub fn sweep(root: &CgroupRoot) -> Result<Vec<PathBuf>, CgroupError> {
             .collect();
         tops.sort();
         for t in tops {
-            if let Err(e) = sweep_dir(&h, &t, &mut removed) {
+            if let Err(e) = sweep_dir(&h, &t, all, &mut removed) {
                 first.get_or_insert(e);
             }
         }
@@ -1248,11 +1297,17 @@ pub fn sweep(root: &CgroupRoot) -> Result<Vec<PathBuf>, CgroupError> {
     }
 }
 
-fn sweep_dir(hier: &Path, dir: &Path, removed: &mut Vec<PathBuf>) -> Result<(), CgroupError> {
+/// Returns whether `dir` was removed.
+fn sweep_dir(hier: &Path, dir: &Path, all: bool, removed: &mut Vec<PathBuf>) -> Result<bool, CgroupError> {
     let mut subs: Vec<PathBuf> = fs::read_dir(dir).map_err(|e| io_err("list", dir, e))?.flatten().map(|e| e.path()).filter(|p| p.is_dir()).collect();
     subs.sort();
+    let mut all_gone = true;
     for s in subs {
-        sweep_dir(hier, &s, removed)?;
+        all_gone &= sweep_dir(hier, &s, all, removed)?;
+    }
+    if !all && (!all_gone || owner_of(dir).is_some_and(|o| owner_alive(&o))) {
+        // A live run's cgroup, or the parent of one.
+        return Ok(false);
     }
     let housekeeping = dir.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with(HOUSEKEEPING_PREFIX));
     if housekeeping {
@@ -1272,7 +1327,7 @@ fn sweep_dir(hier: &Path, dir: &Path, removed: &mut Vec<PathBuf>) -> Result<(), 
     }
     rmdir_if_exists(dir)?;
     removed.push(dir.to_path_buf());
-    Ok(())
+    Ok(true)
 }
 
 /// The few syscalls this module needs, fenced.
@@ -1289,6 +1344,30 @@ mod sys {
         if pid > 0 {
             let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
         }
+    }
+
+    /// Sets an extended attribute (errors ignored: best effort).
+    pub fn set_xattr(p: &Path, name: &str, value: &str) {
+        use std::os::unix::ffi::OsStrExt;
+        let (Ok(path), Ok(name)) = (std::ffi::CString::new(p.as_os_str().as_bytes()), std::ffi::CString::new(name)) else { return };
+        // SAFETY: path and name are NUL-terminated and outlive the call;
+        // value points to value.len() readable bytes.
+        unsafe { libc::setxattr(path.as_ptr(), name.as_ptr(), value.as_ptr().cast(), value.len(), 0) };
+    }
+
+    /// Reads an extended attribute as text (`None` if absent or unreadable).
+    pub fn get_xattr(p: &Path, name: &str) -> Option<String> {
+        use std::os::unix::ffi::OsStrExt;
+        let path = std::ffi::CString::new(p.as_os_str().as_bytes()).ok()?;
+        let name = std::ffi::CString::new(name).ok()?;
+        let mut buf = [0u8; 128];
+        // SAFETY: path and name are NUL-terminated; buf is writable for
+        // buf.len() bytes and the kernel writes at most that many.
+        let n = unsafe { libc::getxattr(path.as_ptr(), name.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+        if n < 0 {
+            return None;
+        }
+        String::from_utf8(buf[..n as usize].to_vec()).ok()
     }
 
     /// Filesystem magic of the filesystem holding `p`.

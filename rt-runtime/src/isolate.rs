@@ -170,6 +170,10 @@ pub struct Journal {
     pub tasks: Vec<TaskEntry>,
     /// Files changed (or about to be), in order.
     pub files: Vec<FileEntry>,
+    /// `<pid>:<start time>` of the process that applied the shield
+    /// ([`cgroup::owner_tag`]): [`sweep`] leaves a live owner's shield alone.
+    #[serde(default)]
+    pub owner: String,
 }
 
 /// What a restore did.
@@ -328,7 +332,7 @@ impl Shield {
         };
         let id = format!("{}-{}", std::process::id(), SEQ.fetch_add(1, Ordering::Relaxed));
         let mut shield = Shield {
-            journal: Journal { id: id.clone(), procfs: roots.proc.clone(), ..Journal::default() },
+            journal: Journal { id: id.clone(), procfs: roots.proc.clone(), owner: cgroup::owner_tag(), ..Journal::default() },
             journal_path: None,
             facts: facts.clone(),
             worker_cpus: worker.iter().copied().collect(),
@@ -390,6 +394,7 @@ impl Shield {
         self.journal.housekeeping = Some(dir.clone());
         self.save()?;
         fs::create_dir(&dir).map_err(|e| io_err("create cgroup", &dir, &e))?;
+        cgroup::mark_owner(&dir);
         let mems = cgroup::read_file(&hier.join("cpuset.mems"))?;
         cgroup::write_file(&dir.join("cpuset.cpus"), hk)?;
         cgroup::write_file(&dir.join("cpuset.mems"), &mems)?;
@@ -724,9 +729,19 @@ pub fn restore_from_journal(path: &Path) -> Result<RestoreReport, IsolateError> 
     Ok(rep)
 }
 
-/// Restores every `shield-*.json` left in `journal_dir` by a killed run;
-/// returns the journals handled. A missing directory is not an error.
+/// Restores every `shield-*.json` left in `journal_dir` by a killed run
+/// (its owner process is gone); returns the journals handled. Shields of
+/// live processes are left alone. A missing directory is not an error.
 pub fn sweep(journal_dir: &Path) -> Result<Vec<PathBuf>, IsolateError> {
+    sweep_inner(journal_dir, false)
+}
+
+/// Like [`sweep`], but restores live processes' shields too.
+pub fn sweep_all(journal_dir: &Path) -> Result<Vec<PathBuf>, IsolateError> {
+    sweep_inner(journal_dir, true)
+}
+
+fn sweep_inner(journal_dir: &Path, all: bool) -> Result<Vec<PathBuf>, IsolateError> {
     let rd = match fs::read_dir(journal_dir) {
         Ok(rd) => rd,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
@@ -741,6 +756,12 @@ pub fn sweep(journal_dir: &Path) -> Result<Vec<PathBuf>, IsolateError> {
     let mut done = Vec::new();
     let mut errors = Vec::new();
     for f in files {
+        if !all {
+            let owner = fs::read(&f).ok().and_then(|d| serde_json::from_slice::<Journal>(&d).ok()).map(|j| j.owner).unwrap_or_default();
+            if cgroup::owner_alive(&owner) {
+                continue;
+            }
+        }
         match restore_from_journal(&f) {
             Ok(_) => done.push(f),
             Err(e) => errors.push(format!("{}: {e}", f.display())),

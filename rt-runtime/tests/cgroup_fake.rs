@@ -287,3 +287,31 @@ fn sweep_removes_leftovers_in_every_hierarchy() {
     assert!(p.join("memory/process_api").exists(), "sweep touched a cgroup not named cranlab");
     assert!(cgroup::sweep(&root).unwrap().is_empty());
 }
+
+#[test]
+fn sweep_keeps_live_runs_cgroups() {
+    let t = Tmp::new("owners");
+    fake_v1(&t.0, true);
+    let p = &t.0;
+    let root = CgroupRoot::detect(p).unwrap();
+    // Made by this (live) process through create: owned.
+    let cg = Cgroup::create(&root, "cranlab/live", &Limits::default()).unwrap();
+    if cgroup::owner_of(&p.join("cpu/cranlab/live")).is_none() {
+        eprintln!("skipping: no trusted xattrs here (not root?)");
+        return;
+    }
+    assert!(cgroup::owner_alive(&cgroup::owner_of(&p.join("cpu/cranlab/live")).unwrap()));
+    // A killed run's leftover next to it: owner gone.
+    put(&p.join("cpu/cranlab/dead/cgroup.procs"), "");
+    put(&p.join("cpu/cranlab-old/cgroup.procs"), "");
+    let removed = cgroup::sweep(&root).unwrap();
+    assert!(removed.contains(&p.join("cpu/cranlab/dead")), "{removed:?}");
+    assert!(removed.contains(&p.join("cpu/cranlab-old")), "{removed:?}");
+    assert!(p.join("cpu/cranlab/live").exists(), "a live run's cgroup was swept");
+    assert!(p.join("cpu/cranlab").exists(), "the parent of a live cgroup was swept");
+    // sweep_all takes everything.
+    let removed = cgroup::sweep_all(&root).unwrap();
+    assert!(removed.contains(&p.join("cpu/cranlab/live")), "{removed:?}");
+    assert!(!p.join("cpu/cranlab").exists());
+    drop(cg);
+}

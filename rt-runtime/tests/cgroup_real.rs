@@ -110,6 +110,10 @@ fn rt_budget_limits_and_cleanup_for_real() {
     let memfile = if mem.join("memory.max").exists() { "memory.max" } else { "memory.limit_in_bytes" };
     assert_eq!(std::fs::read_to_string(mem.join(memfile)).unwrap().trim(), (64u64 << 20).to_string());
     assert_eq!(cg.oom_kills().unwrap(), 0);
+    // Owned by this process, so a concurrent run's sweep keeps it.
+    assert_eq!(cgroup::owner_of(cs).as_deref(), Some(cgroup::owner_tag().as_str()));
+    assert!(!cgroup::sweep(&root).unwrap().iter().any(|p| p.starts_with(cs)));
+    assert!(cs.exists());
 
     if rt_sched {
         let cpu_dir = cg.path_of(Controller::Cpu).unwrap();
@@ -244,4 +248,26 @@ fn pids_and_memory_limits_bite_and_remove_kills_what_is_left_for_real() {
     }
     assert!(leftovers(&name).is_empty(), "left: {:?}", leftovers(&name));
     drop(stdin);
+}
+
+#[test]
+fn exclusive_cpuset_is_granted_or_noted_for_real() {
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(r) = skip_reason() {
+        eprintln!("skipping: {r}");
+        return;
+    }
+    let root = CgroupRoot::detect(Path::new("/sys/fs/cgroup")).unwrap();
+    let name = format!("cranlab/test-cg-excl-{}", std::process::id());
+    let cpu = last_cpu();
+    let cg = Cgroup::create(&root, &name, &Limits { cpus: Some(cpu), cpu_exclusive: true, ..Limits::default() }).expect("create");
+    let dir = cg.path_of(Controller::Cpuset).unwrap().to_path_buf();
+    let (file, want) = if dir.join("cpuset.cpu_exclusive").exists() { ("cpuset.cpu_exclusive", "1") } else { ("cpuset.cpus.partition", "isolated") };
+    let got = std::fs::read_to_string(dir.join(file)).unwrap().trim().to_string();
+    let noted = cg.notes().iter().any(|n| n.contains("exclusive cpuset not granted"));
+    eprintln!("{file} = {got}; notes {:?}", cg.notes());
+    // Either the kernel granted it, or the caller is told it did not.
+    assert!((got == want) != noted, "{file} = {got} but notes {:?}", cg.notes());
+    cg.remove().unwrap();
+    assert!(leftovers(&name).is_empty());
 }

@@ -121,6 +121,13 @@ fn a_crashed_shield_is_undone_by_sweep() {
     let jpath = shield.journal_path().unwrap().to_path_buf();
     std::mem::forget(shield); // the run dies without restoring
     assert!(jpath.exists());
+    // While its owner (this process) lives, sweep leaves the shield alone.
+    assert!(isolate::sweep(&jdir).unwrap().is_empty());
+    assert!(jpath.exists());
+    // Pretend the owner died: a pid that cannot exist.
+    let mut j: Journal = serde_json::from_slice(&fs::read(&jpath).unwrap()).unwrap();
+    j.owner = "2147483646:1".into();
+    fs::write(&jpath, serde_json::to_vec(&j).unwrap()).unwrap();
     assert_ne!(snapshot(r), before);
     let done = isolate::sweep(&jdir).unwrap();
     assert_eq!(done, vec![jpath.clone()]);
