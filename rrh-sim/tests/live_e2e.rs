@@ -84,3 +84,55 @@ fn every_slot_is_answered_without_bit_errors() {
     let back = worker::WorkerSummary::from_line(&summary.to_line()).unwrap();
     assert_eq!(back.counters, summary.counters);
 }
+
+/// Not a test of behaviour: prints the figures of a longer in-memory run
+/// (docs/metrics.md quotes them). Run with
+/// `cargo test --release -p rrh-sim --test live_e2e -- --ignored --nocapture`
+/// (`CRANLAB_FIGURE_SECS`, default 5; `CRANLAB_FIGURE_POLL` busy|block;
+/// `CRANLAB_FIGURE_FIFO` = SCHED_FIFO priority for both threads, unset = SCHED_OTHER).
+#[test]
+#[ignore]
+fn print_in_memory_figures() {
+    let secs: f64 = std::env::var("CRANLAB_FIGURE_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(5.0);
+    let poll: PollMode = std::env::var("CRANLAB_FIGURE_POLL").ok().and_then(|s| s.parse().ok()).unwrap_or(PollMode::Busy);
+    let fifo: Option<i32> = std::env::var("CRANLAB_FIGURE_FIFO").ok().and_then(|s| s.parse().ok());
+    let cell = CellConfig::default();
+    let timing = TimingConfig::default();
+    let slots = LiveConfig::slots_for(&cell, secs);
+    let (mut a, mut b) = pktio::mem::pair(1 << 14, 2048);
+    let stop = AtomicBool::new(false);
+    let wcfg = WorkerConfig { shared_clock: true, poll, ..WorkerConfig::new(cell.clone(), timing.clone()) };
+    let (report, summary) = std::thread::scope(|s| {
+        let w = s.spawn(|| {
+            let g = rrh_sim::live::rt::pin_and_fifo(Some(1), fifo).unwrap();
+            eprintln!("worker thread: {g:?}");
+            let mut p = SlotProcessor::new(&wcfg.cell).unwrap();
+            worker::run(&wcfg, &mut b, &mut p, &stop).unwrap()
+        });
+        let g = rrh_sim::live::rt::pin_and_fifo(Some(0), fifo).unwrap();
+        eprintln!("rrh thread: {g:?}");
+        let cfg = LiveConfig::new(cell.clone(), timing.clone(), slots);
+        let report = live::run(&cfg, &mut a, &stop, &|_| {}).unwrap();
+        drop(a);
+        (report, w.join().unwrap())
+    });
+    let q = |h: &hdrhistogram::Histogram<u64>| {
+        format!(
+            "n={} p50={} p99={} p99.9={} max={}",
+            h.len(),
+            h.value_at_quantile(0.5),
+            h.value_at_quantile(0.99),
+            h.value_at_quantile(0.999),
+            h.max()
+        )
+    };
+    eprintln!("slots {} replies {} lost {} late {} misses {} gen_late_symbols {}", report.slots_sent, report.replies, report.lost_replies, report.late_replies, report.deadline_misses, report.generator_late_symbols);
+    eprintln!("turnaround_ns  {}", q(&report.hists.turnaround));
+    eprintln!("pacing_ns      {}", q(&report.hists.pacing));
+    eprintln!("processing_ns  {}", q(&report.hists.worker_processing));
+    eprintln!("wakeup_ns      {}", q(&report.hists.worker_wakeup));
+    eprintln!("one_way_ns     {}", q(&summary.histogram("one_way_ns").unwrap().unwrap()));
+    let t = summary.ta4_margin().unwrap();
+    eprintln!("ta4_margin_ns  n={} min={} p50={} p99(of late side)={} max={} early/on/late {}/{}/{}", t.count(), t.min(), t.quantile(0.5), t.quantile(0.01), t.max(), summary.counters.early, summary.counters.on_time, summary.counters.late);
+    eprintln!("bits {} errors {} incomplete slots {} tx_refused {}", summary.counters.bits_checked, summary.counters.bit_errors, summary.counters.slots_incomplete, report.tx_refused);
+}
