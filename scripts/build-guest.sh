@@ -39,8 +39,10 @@ apt-cache depends linux-image-amd64 2>/dev/null | grep -q 'Depends: linux-image-
 TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
 if [ -z "$WORKER" ]; then
     echo "build-guest: building static bbu-sim" >&2
-    (cd "$ROOT" && RUSTFLAGS="-C target-feature=+crt-static" cargo build -q --release -p bbu-sim --target-dir "$OUT/target-static")
-    WORKER=$OUT/target-static/release/bbu-sim
+    # --target keeps crt-static off the host build (proc macros cannot be static).
+    (cd "$ROOT" && RUSTFLAGS="-C target-feature=+crt-static" cargo build -q --release -p bbu-sim \
+        --target x86_64-unknown-linux-gnu --target-dir "$OUT/target-static")
+    WORKER=$OUT/target-static/x86_64-unknown-linux-gnu/release/bbu-sim
 fi
 [ -f "$WORKER" ] || die "worker $WORKER not found"
 

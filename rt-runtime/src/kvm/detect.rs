@@ -278,6 +278,7 @@ pub fn run_probe(qemu: &Path, image: &ImageOptions, timeout: Duration) -> ProbeO
     let log = dir.join("console.log");
     let append = GuestCmdline {
         worker_vcpus: vec![],
+        housekeeping_vcpus: vec![],
         sched: "other".into(),
         ifname: "eth0".into(),
         args: vec![],

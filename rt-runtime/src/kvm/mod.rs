@@ -10,8 +10,12 @@
 //!
 //! | guest | host |
 //! |---|---|
-//! | vCPU 0: housekeeping (kernel, init, IRQs) | every host core not in `spec.cpus`, with QEMU's main loop and I/O threads |
-//! | vCPU 1..=n: the worker (isolcpus, nohz_full, rcu_nocbs), pinned, SCHED_FIFO | `spec.cpus[0..n]`, one vCPU thread per core, SCHED_FIFO at the worker's priority from the worker's READY on (the boot runs SCHED_OTHER) |
+//! | worker vCPUs, numbered like the host cores in `spec.cpus` (so `--cpu 1` means the same inside): isolcpus, nohz_full, rcu_nocbs; the worker pinned there, SCHED_FIFO | one vCPU thread per core of `spec.cpus`, SCHED_FIFO at the worker's priority from the worker's READY on (the boot runs SCHED_OTHER) |
+//! | the other vCPU(s): housekeeping (guest kernel, init, IRQs via irqaffinity) | every host core not in `spec.cpus`, with QEMU's main loop and I/O threads |
+//!
+//! On a 2-core host with the worker on core 1: guest vCPU 0 + QEMU's main
+//! loop (virtio-net, serial) on host core 0, guest vCPU 1 (the worker) alone
+//! on host core 1.
 //!
 //! Inside the guest the init pins the worker to its vCPU(s) with `taskset`,
 //! gives it the policy with `chrt`, and reads back what the guest kernel
@@ -233,8 +237,7 @@ impl Deployment for KvmDeployment {
         if machine == Machine::Q35 {
             notes.push("this QEMU has no microvm machine; the guest runs on q35".into());
         }
-        let n = spec.cpus.len();
-        let worker_vcpus: Vec<usize> = (1..=n).collect();
+        let (vcpu_count, worker_vcpus, housekeeping_vcpus) = qemu::vcpu_layout(&spec.cpus);
         let iface = spec.link.inner_name.clone();
         let args: Vec<String> = crate::bare::expand_args(&spec.args, &iface)
             .into_iter()
@@ -252,7 +255,7 @@ impl Deployment for KvmDeployment {
             Accel::Kvm => None,
         };
         let features = &image.kernel.features;
-        let append = qemu::GuestCmdline { worker_vcpus: worker_vcpus.clone(), sched: sched.clone(), ifname: iface.clone(), args, tsc_khz, probe: false }
+        let append = qemu::GuestCmdline { worker_vcpus: worker_vcpus.clone(), housekeeping_vcpus, sched: sched.clone(), ifname: iface.clone(), args, tsc_khz, probe: false }
             .render(features)
             .map_err(|e| DeployError::step("build guest kernel command line", e))?;
         if !features.no_hz_full {
@@ -285,7 +288,7 @@ impl Deployment for KvmDeployment {
             initramfs: image.initramfs.clone(),
             append,
             memory_mib,
-            vcpus: n + 1,
+            vcpus: vcpu_count,
             serial_log: spec.log.clone(),
             qmp_socket: state.join("qmp.sock"),
             ctl_socket: state.join("ctl.sock"),
@@ -315,10 +318,13 @@ impl Deployment for KvmDeployment {
             ..GrantedFacts::default()
         };
         guard.armed = false;
+        if worker_vcpus != spec.cpus {
+            notes.push(format!("the worker runs on guest vCPUs {worker_vcpus:?} (host cores {:?}): worker flags naming host cores mean other cores in the guest", spec.cpus));
+        }
         let mut h = KvmHandle { child, state, log: spec.log.clone(), qmp: None, ctl: None, facts, done: None, name: spec.name.clone() };
 
         // Pin before the guest runs, then let it go.
-        let pinned = match h.pin_and_start(spec) {
+        let pinned = match h.pin_and_start(spec, &worker_vcpus) {
             Ok(p) => p,
             Err(e) => {
                 let detail = h.diagnostics();
@@ -445,7 +451,7 @@ pub struct KvmHandle {
 }
 
 impl KvmHandle {
-    fn pin_and_start(&mut self, spec: &WorkerSpec) -> Result<Pinned, String> {
+    fn pin_and_start(&mut self, spec: &WorkerSpec, worker_vcpus: &[usize]) -> Result<Pinned, String> {
         let mut q = qmp::Qmp::connect(&self.state.join("qmp.sock"), Duration::from_secs(15)).map_err(|e| e.to_string())?;
         let vcpus = q.vcpu_threads().map_err(|e| e.to_string())?;
         let pid = self.child.id() as i32;
@@ -458,11 +464,13 @@ impl KvmHandle {
         }
         let worker_tids: Vec<(i32, usize)> = vcpus
             .iter()
-            .filter(|v| v.cpu_index >= 1 && v.cpu_index <= spec.cpus.len())
-            .map(|v| (v.thread_id, spec.cpus[v.cpu_index - 1]))
+            .filter_map(|v| {
+                let i = worker_vcpus.iter().position(|w| *w == v.cpu_index)?;
+                Some((v.thread_id, spec.cpus[i]))
+            })
             .collect();
         if worker_tids.len() != spec.cpus.len() {
-            return Err(format!("query-cpus-fast reported {} vCPUs, expected {}", vcpus.len(), spec.cpus.len() + 1));
+            return Err(format!("query-cpus-fast reported vCPUs {:?}, the worker's are {worker_vcpus:?}", vcpus.iter().map(|v| v.cpu_index).collect::<Vec<_>>()));
         }
         // Every other thread of QEMU (main loop, vCPU 0, I/O, RCU) to the housekeeping cores.
         for t in fs::read_dir(format!("/proc/{pid}/task")).map_err(|e| format!("list qemu threads: {e}"))? {

@@ -148,8 +148,10 @@ impl QemuConfig {
 /// What the guest init must do, rendered onto the kernel command line.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GuestCmdline {
-    /// vCPUs given to the worker (guest numbering; vCPU 0 is housekeeping).
+    /// vCPUs given to the worker (guest numbering).
     pub worker_vcpus: Vec<usize>,
+    /// vCPUs left for housekeeping (guest kernel, init, IRQs).
+    pub housekeeping_vcpus: Vec<usize>,
     /// `fifo:PRIO` or `other`.
     pub sched: String,
     /// Interface name in the guest.
@@ -161,6 +163,28 @@ pub struct GuestCmdline {
     /// `cranlab.mode=probe` instead of running a worker.
     pub probe: bool,
 }
+
+/// The guest's vCPU layout for a worker on host cores `cpus`: the worker's
+/// vCPUs carry the same numbers as its host cores, so a worker flag such as
+/// `--cpu 1` means the same core inside the guest as on the host; every other
+/// vCPU (at least one) is housekeeping. Returns (vCPU count, worker vCPUs,
+/// housekeeping vCPUs). Above [`MAX_IDENTITY_VCPUS`] the worker gets vCPUs
+/// 1..=n instead (flags naming host cores then differ inside the guest).
+pub fn vcpu_layout(cpus: &[usize]) -> (usize, Vec<usize>, Vec<usize>) {
+    let n = cpus.len();
+    let max = cpus.iter().copied().max().unwrap_or(0);
+    let mut worker: Vec<usize> = cpus.to_vec();
+    let mut count = (max + 1).max(n + 1);
+    if count > MAX_IDENTITY_VCPUS {
+        worker = (1..=n).collect();
+        count = n + 1;
+    }
+    let hk = (0..count).filter(|c| !worker.contains(c)).collect();
+    (count, worker, hk)
+}
+
+/// Largest guest for the identity vCPU numbering of [`vcpu_layout`].
+pub const MAX_IDENTITY_VCPUS: usize = 8;
 
 /// Why a command line cannot be built.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -187,7 +211,9 @@ impl GuestCmdline {
             if features.rcu_nocb {
                 c.push(format!("rcu_nocbs={l}"));
             }
-            c.push("irqaffinity=0".into());
+            if !self.housekeeping_vcpus.is_empty() {
+                c.push(format!("irqaffinity={}", cpu_list(&self.housekeeping_vcpus)));
+            }
         }
         c.push(format!("cranlab.mode={}", if self.probe { "probe" } else { "worker" }));
         if !self.probe {
@@ -311,6 +337,7 @@ mod tests {
     fn gc() -> GuestCmdline {
         GuestCmdline {
             worker_vcpus: vec![1],
+            housekeeping_vcpus: vec![0],
             sched: "fifo:80".into(),
             ifname: "fh0".into(),
             args: vec!["--iface".into(), "fh0".into(), "--mlock".into()],
@@ -348,6 +375,15 @@ mod tests {
         let mut g = gc();
         g.args = vec!["x".repeat(3000)];
         assert!(g.render(&f).unwrap_err().0.contains("at most 2047"));
+    }
+
+    #[test]
+    fn vcpu_layout_keeps_host_core_numbers() {
+        assert_eq!(vcpu_layout(&[1]), (2, vec![1], vec![0]));
+        assert_eq!(vcpu_layout(&[0]), (2, vec![0], vec![1]));
+        assert_eq!(vcpu_layout(&[2, 3]), (4, vec![2, 3], vec![0, 1]));
+        assert_eq!(vcpu_layout(&[0, 1]), (3, vec![0, 1], vec![2]));
+        assert_eq!(vcpu_layout(&[31]), (2, vec![1], vec![0]));
     }
 
     #[test]
