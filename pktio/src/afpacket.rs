@@ -218,7 +218,7 @@ impl PacketIo for AfPacket {
         let mut delivered = 0;
         for i in 0..got {
             let h = &self.rx.hdrs[i];
-            if self.rx.addrs[i].sll_pkttype == libc::PACKET_OUTGOING as u8 {
+            if self.rx.addrs[i].sll_pkttype == libc::PACKET_OUTGOING {
                 continue;
             }
             if h.msg_hdr.msg_flags & libc::MSG_TRUNC != 0 {

@@ -145,7 +145,7 @@ impl AfPacketUring {
                         std::io::Error::from_raw_os_error(-r),
                     ));
                 }
-                if self.rx.addrs[i].sll_pkttype == libc::PACKET_OUTGOING as u8 || self.rx.hdrs[i].msg_flags & libc::MSG_TRUNC != 0 {
+                if self.rx.addrs[i].sll_pkttype == libc::PACKET_OUTGOING || self.rx.hdrs[i].msg_flags & libc::MSG_TRUNC != 0 {
                     if self.rx.hdrs[i].msg_flags & libc::MSG_TRUNC != 0 {
                         self.stats.rx_dropped += 1;
                     }

@@ -57,22 +57,33 @@ pub enum CopyMode {
     Copy,
 }
 
-/// AF_XDP configuration. Ring sizes are powers of two; sizes are per queue.
+/// AF_XDP configuration; sizes are per queue, ring sizes powers of two, and
+/// 0 means "derive it" (see each field).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct XdpConfig {
-    /// UMEM chunk size (2048 or 4096). Default 4096.
+    /// UMEM chunk size, 2048 or 4096; 0 (default) = 2048 when a frame of the
+    /// interface's MTU fits in one chunk, else 4096 (and multi-buffer beyond).
     pub frame_size: u32,
-    /// UMEM chunks per queue; half receive, half transmit. Default 4096.
+    /// UMEM chunks; 0 (default) = as many as fill [`XdpConfig::umem_bytes`].
     pub frames: u32,
+    /// UMEM size used when `frames` is 0. Default 64 MiB: 30 720 receive
+    /// buffers of 2 KiB, i.e. 150 ms of traffic at 200 kpps without a
+    /// receive call (a SCHED_FIFO busy-poller loses 50 ms a second to RT
+    /// throttling).
+    pub umem_bytes: usize,
     /// Extra headroom in front of received frames. Default 0.
     pub headroom: u32,
-    /// RX ring entries. Default 2048.
-    pub rx_ring: u32,
-    /// TX ring entries. Default 2048.
+    /// TX ring entries, also the number of transmit chunks. Default 2048.
     pub tx_ring: u32,
-    /// Fill ring entries (at least `frames / 2`). Default 2048.
+    /// RX ring entries; 0 (default) = receive chunks rounded up to a power
+    /// of two, so a stalled reader shows up as `rx_fill_ring_empty_descs`.
+    pub rx_ring: u32,
+    /// Fill ring entries; 0 (default) = twice the receive chunks (the kernel
+    /// publishes its consumer index lazily, so a ring just big enough for
+    /// every chunk can look full while it is not). Must hold every receive
+    /// chunk.
     pub fill_ring: u32,
-    /// Completion ring entries (at least `frames / 2`). Default 2048.
+    /// Completion ring entries; 0 (default) = `tx_ring`.
     pub comp_ring: u32,
     /// Native or generic XDP.
     pub attach: AttachMode,
@@ -91,13 +102,14 @@ pub struct XdpConfig {
 impl Default for XdpConfig {
     fn default() -> Self {
         XdpConfig {
-            frame_size: 4096,
-            frames: 4096,
+            frame_size: 0,
+            frames: 0,
+            umem_bytes: 64 << 20,
             headroom: 0,
-            rx_ring: 2048,
             tx_ring: 2048,
-            fill_ring: 2048,
-            comp_ring: 2048,
+            rx_ring: 0,
+            fill_ring: 0,
+            comp_ring: 0,
             attach: AttachMode::Auto,
             copy: CopyMode::Auto,
             ethertype: crate::afpacket::ETHERTYPE_ECPRI,
@@ -108,32 +120,73 @@ impl Default for XdpConfig {
     }
 }
 
-impl XdpConfig {
+fn pow2_at_least(n: u32) -> u32 {
+    n.max(1).checked_next_power_of_two().unwrap_or(1 << 31)
+}
+
+impl Geometry {
+    /// Resolves the derived sizes of `cfg` for frames of `max_frame` bytes.
+    fn resolve(cfg: &XdpConfig, max_frame: u32) -> Result<Geometry, PktError> {
+        let frame_size = match cfg.frame_size {
+            0 if max_frame + sys::XDP_PACKET_HEADROOM + cfg.headroom <= 2048 => 2048,
+            0 => 4096,
+            f => f,
+        };
+        let frames = match cfg.frames {
+            0 => (cfg.umem_bytes / frame_size as usize).min(u32::MAX as usize) as u32,
+            f => f,
+        };
+        let tx_frames = cfg.tx_ring.min(frames / 2);
+        let rx_frames = frames.saturating_sub(tx_frames);
+        let g = Geometry {
+            frame_size,
+            frames,
+            headroom: cfg.headroom,
+            tx_ring: cfg.tx_ring,
+            rx_ring: if cfg.rx_ring == 0 { pow2_at_least(rx_frames) } else { cfg.rx_ring },
+            fill_ring: if cfg.fill_ring == 0 { pow2_at_least(rx_frames.saturating_mul(2)) } else { cfg.fill_ring },
+            comp_ring: if cfg.comp_ring == 0 { cfg.tx_ring } else { cfg.comp_ring },
+            need_wakeup: cfg.need_wakeup,
+            max_frame,
+        };
+        g.validate()?;
+        Ok(g)
+    }
+
     fn validate(&self) -> Result<(), PktError> {
         let bad = |m: String| Err(PktError::Unsupported(m));
         if !(self.frame_size == 2048 || self.frame_size == 4096) {
             return bad(format!("afxdp frame_size {} must be 2048 or 4096", self.frame_size));
         }
-        if self.frames < 2 || self.frames % 2 != 0 {
-            return bad(format!("afxdp frames {} must be an even number of at least 2", self.frames));
+        if self.frames < 2 {
+            return bad(format!("afxdp UMEM of {} chunks: need at least 2", self.frames));
         }
         for (n, v) in [("rx_ring", self.rx_ring), ("tx_ring", self.tx_ring), ("fill_ring", self.fill_ring), ("comp_ring", self.comp_ring)] {
             if !v.is_power_of_two() {
                 return bad(format!("afxdp {n} {v} must be a power of two"));
             }
         }
-        if self.fill_ring < self.frames / 2 || self.comp_ring < self.frames / 2 {
+        if self.fill_ring < self.rx_frames() || self.comp_ring < self.tx_frames() {
             return bad(format!(
-                "afxdp fill_ring {} and comp_ring {} must each hold frames/2 = {}",
+                "afxdp fill_ring {} must hold the {} receive chunks and comp_ring {} the {} transmit chunks",
                 self.fill_ring,
+                self.rx_frames(),
                 self.comp_ring,
-                self.frames / 2
+                self.tx_frames()
             ));
         }
         if self.headroom + sys::XDP_PACKET_HEADROOM + 64 > self.frame_size {
             return bad(format!("afxdp headroom {} leaves no room in a {}-byte frame", self.headroom, self.frame_size));
         }
         Ok(())
+    }
+
+    fn tx_frames(&self) -> u32 {
+        self.tx_ring.min(self.frames / 2)
+    }
+
+    fn rx_frames(&self) -> u32 {
+        self.frames - self.tx_frames()
     }
 }
 
@@ -241,7 +294,6 @@ impl XskHandoff {
     /// the calling thread (see [`crate::in_netns`]). Needs CAP_NET_RAW,
     /// CAP_BPF and CAP_NET_ADMIN (root); the UMEM is charged to the caller.
     pub fn prepare(ifname: &str, cfg: &XdpConfig) -> Result<XskHandoff, PktError> {
-        cfg.validate()?;
         let ifindex = crate::sys::if_index(ifname)?;
         let probe = crate::sys::socket(libc::AF_INET, libc::SOCK_DGRAM, 0, "probe")?;
         let mtu = crate::sys::if_mtu(probe.as_raw_fd(), ifname)?;
@@ -252,17 +304,7 @@ impl XskHandoff {
         };
         drop(probe);
         let max_frame = mtu + 18;
-        let mut geo = Geometry {
-            frame_size: cfg.frame_size,
-            frames: cfg.frames,
-            headroom: cfg.headroom,
-            rx_ring: cfg.rx_ring,
-            tx_ring: cfg.tx_ring,
-            fill_ring: cfg.fill_ring,
-            comp_ring: cfg.comp_ring,
-            need_wakeup: cfg.need_wakeup,
-            max_frame,
-        };
+        let geo = Geometry::resolve(cfg, max_frame)?;
         let multi_buffer = max_frame > geo.rx_space();
         let mut notes = Vec::new();
         if multi_buffer {
@@ -271,8 +313,6 @@ impl XskHandoff {
                 geo.rx_space(),
                 geo.frame_size
             ));
-        } else {
-            geo.max_frame = max_frame;
         }
 
         let max_q = queues.iter().copied().max().unwrap_or(0);
@@ -524,6 +564,9 @@ struct XskQueue {
     rx: Ring<XdpDesc>,
     tx: Ring<XdpDesc>,
     tx_free: Vec<u64>,
+    /// Receive frames waiting for room in the fill ring (the kernel
+    /// publishes its fill-ring consumer index lazily).
+    fill_pending: Vec<u64>,
 }
 
 impl XskQueue {
@@ -540,14 +583,30 @@ impl XskQueue {
         let comp = Ring::map(raw, &off.cr, g.comp_ring, sys::XDP_UMEM_PGOFF_COMPLETION_RING, "AF_XDP completion ring")?;
         let rx = Ring::map(raw, &off.rx, g.rx_ring, sys::XDP_PGOFF_RX_RING, "AF_XDP rx ring")?;
         let tx = Ring::map(raw, &off.tx, g.tx_ring, sys::XDP_PGOFF_TX_RING, "AF_XDP tx ring")?;
-        let rx_frames = g.frames / 2;
+        let rx_frames = g.rx_frames();
         let n = fill.free(rx_frames);
         for i in 0..n {
             fill.write(i, i as u64 * g.frame_size as u64);
         }
         fill.submit(n);
         let tx_free = (rx_frames..g.frames).rev().map(|i| i as u64 * g.frame_size as u64).collect();
-        Ok(XskQueue { queue_id, fd, _umem_fd: umem_fd, umem, fill, comp, rx, tx, tx_free })
+        let mut fill_pending = Vec::with_capacity(rx_frames as usize);
+        fill_pending.extend((n..rx_frames).map(|i| i as u64 * g.frame_size as u64));
+        Ok(XskQueue { queue_id, fd, _umem_fd: umem_fd, umem, fill, comp, rx, tx, tx_free, fill_pending })
+    }
+
+    /// Moves pending receive frames into the fill ring as far as it has room.
+    fn refill(&mut self) {
+        let want = self.fill_pending.len() as u32;
+        if want == 0 {
+            return;
+        }
+        let room = self.fill.free(want);
+        for i in 0..room {
+            let a = self.fill_pending.pop().expect("room <= pending");
+            self.fill.write(i, a);
+        }
+        self.fill.submit(room);
     }
 
     fn reap_completions(&mut self, mask: u64) {
@@ -639,17 +698,7 @@ impl AfXdp {
             need_wakeup: flag("nw")?,
             max_frame: parse_num(spec, "maxf")?,
         };
-        let cfg = XdpConfig {
-            frame_size: geo.frame_size,
-            frames: geo.frames,
-            headroom: geo.headroom,
-            rx_ring: geo.rx_ring,
-            tx_ring: geo.tx_ring,
-            fill_ring: geo.fill_ring,
-            comp_ring: geo.comp_ring,
-            ..XdpConfig::default()
-        };
-        cfg.validate()?;
+        geo.validate()?;
         let mode = XdpMode { native: flag("native")?, zero_copy: flag("zc")?, multi_buffer: flag("sg")? };
         let ifname = parse_kv(spec, "if")?.to_string();
         let mut queues = Vec::new();
@@ -753,9 +802,12 @@ impl AfXdp {
         let q = &mut self.queues[qi];
         let n = q.rx.ready(max.min(u32::MAX as usize) as u32);
         if n == 0 {
+            if !q.fill_pending.is_empty() {
+                q.refill();
+            }
             return 0;
         }
-        let room = q.fill.free(n);
+        let room = if q.fill_pending.is_empty() { q.fill.free(n) } else { 0 };
         let mut delivered = 0;
         for i in 0..n {
             let d = q.rx.read(i);
@@ -794,12 +846,13 @@ impl AfXdp {
             }
             if i < room {
                 q.fill.write(i, d.addr & mask);
+            } else {
+                q.fill_pending.push(d.addr & mask);
             }
         }
         q.rx.release(n);
-        // The fill ring holds every receive frame, so `room == n` always;
-        // a shortfall would only leak frames, never corrupt.
         q.fill.submit(room);
+        q.refill();
         if self.geo.need_wakeup && q.fill.needs_wakeup() {
             crate::sys::kick_rx(q.fd.as_raw_fd());
             self.kicks_rx += 1;
@@ -959,6 +1012,9 @@ impl PacketIo for AfXdp {
             "queues": self.queue_ids(),
             "frame_size": g.frame_size,
             "frames_per_queue": g.frames,
+            "rx_frames": g.rx_frames(),
+            "tx_frames": g.tx_frames(),
+            "umem_bytes_per_queue": g.umem_len(),
             "rings": { "rx": g.rx_ring, "tx": g.tx_ring, "fill": g.fill_ring, "completion": g.comp_ring },
             "ring_bytes_mapped": self.queues.iter().map(|q| q.fill.mapped_len() + q.comp.mapped_len() + q.rx.mapped_len() + q.tx.mapped_len()).sum::<usize>(),
             "from_handoff": self.from_handoff,

@@ -87,13 +87,13 @@ pub(crate) fn redirect_program(map_fd: i32, ethertype: u16) -> Vec<u64> {
 /// Rewrites the jumps that target `pass` (written above as if it were at 18)
 /// to the real label.
 fn fix_pass_jumps(p: &mut [u64], pass: usize) {
-    for i in 0..p.len() {
-        let code = (p[i] & 0xff) as u8;
+    for (i, ins) in p.iter_mut().enumerate() {
+        let code = (*ins & 0xff) as u8;
         if matches!(code, JGT_X | JNE_K) {
-            let off = ((p[i] >> 16) & 0xffff) as u16 as i16 as i64;
+            let off = ((*ins >> 16) & 0xffff) as u16 as i16 as i64;
             if i as i64 + 1 + off == 18 {
                 let new = (pass as i64 - i as i64 - 1) as i16;
-                p[i] = (p[i] & !(0xffffu64 << 16)) | (((new as u16) as u64) << 16);
+                *ins = (*ins & !(0xffffu64 << 16)) | (((new as u16) as u64) << 16);
             }
         }
     }
