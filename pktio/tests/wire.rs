@@ -299,40 +299,43 @@ fn afxdp_handoff_to_child_without_capabilities() {
         return;
     }
     let v = Veth::new("h", 1500);
-    let ifname = v.if_b.clone();
-    let h = in_netns(&v.ns_b, move || XskHandoff::prepare(&ifname, &XdpConfig::default())).unwrap();
-    h.set_inheritable(true).unwrap();
-    let spec = h.encode();
-    let n = 500usize;
-    let mut child = spawn_child(
-        &format!("handoff:{n}"),
-        &[(HANDOFF_ENV, spec.clone())],
-        &["setpriv", "--inh-caps=-all", "--ambient-caps=-all", "--bounding-set=-all", "--no-new-privs", "--"],
-    );
-    h.set_inheritable(false).unwrap();
-    let ready = wait_line(&mut child, "READY");
-    eprintln!("child: {ready} (spec {spec})");
-    assert!(ready.contains("capeff=0000000000000000"), "child kept capabilities: {ready}");
-    // Peer side: AF_PACKET in A sends n frames and expects n echoes.
-    let mut peer = open("af_packet", &v.ns_a, &v.if_a).unwrap();
-    let mut echoed = 0usize;
-    let start = Instant::now();
-    for seq in 0..n {
-        peer.send_batch(1, &mut |_, b| frame(b, seq as u32, 60 + seq % 1400)).unwrap();
-        while echoed <= seq {
-            assert!(start.elapsed() < Duration::from_secs(30), "no echo for {seq}");
-            peer.recv_batch(8, Wait::Block(Duration::from_millis(100)), &mut |f| {
-                assert_eq!(check(f, 60 + echoed % 1400), Ok(echoed as u32));
-                echoed += 1;
-            })
-            .unwrap();
+    let no_caps = ["setpriv", "--inh-caps=-all", "--ambient-caps=-all", "--bounding-set=-all", "--no-new-privs"];
+    let as_nobody = ["--reuid=65534", "--regid=65534", "--clear-groups"];
+    for (who, extra) in [("uid 0 without capabilities", &[][..]), ("uid 65534 without capabilities", &as_nobody[..])] {
+        let ifname = v.if_b.clone();
+        let h = in_netns(&v.ns_b, move || XskHandoff::prepare(&ifname, &XdpConfig::default())).unwrap();
+        h.set_inheritable(true).unwrap();
+        let spec = h.encode();
+        let n = 500usize;
+        let mut wrapper: Vec<&str> = no_caps.to_vec();
+        wrapper.extend_from_slice(extra);
+        wrapper.push("--");
+        let mut child = spawn_child(&format!("handoff:{n}"), &[(HANDOFF_ENV, spec.clone())], &wrapper);
+        h.set_inheritable(false).unwrap();
+        let ready = wait_line(&mut child, "READY");
+        eprintln!("child as {who}: {ready} (spec {spec})");
+        assert!(ready.contains("capeff=0000000000000000"), "child kept capabilities: {ready}");
+        // Peer side: AF_PACKET in A sends n frames and expects n echoes.
+        let mut peer = open("af_packet", &v.ns_a, &v.if_a).unwrap();
+        let mut echoed = 0usize;
+        let start = Instant::now();
+        for seq in 0..n {
+            peer.send_batch(1, &mut |_, b| frame(b, seq as u32, 60 + seq % 1400)).unwrap();
+            while echoed <= seq {
+                assert!(start.elapsed() < Duration::from_secs(30), "no echo for {seq}");
+                peer.recv_batch(8, Wait::Block(Duration::from_millis(100)), &mut |f| {
+                    assert_eq!(check(f, 60 + echoed % 1400), Ok(echoed as u32));
+                    echoed += 1;
+                })
+                .unwrap();
+            }
         }
+        let done = wait_line(&mut child, "DONE");
+        assert!(child.wait().unwrap().success(), "{done}");
+        assert_eq!(done, format!("DONE rx={n} tx={n}"));
+        drop(h);
+        assert!(wait_detached(&v), "program detached once the runtime dropped the hand-off");
     }
-    let done = wait_line(&mut child, "DONE");
-    assert!(child.wait().unwrap().success(), "{done}");
-    assert_eq!(done, format!("DONE rx={n} tx={n}"));
-    drop(h);
-    assert!(wait_detached(&v), "program detached once the runtime dropped the hand-off");
 }
 
 /// Entry point of the child processes above; does nothing in a normal run.
