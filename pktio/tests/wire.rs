@@ -338,6 +338,26 @@ fn afxdp_handoff_to_child_without_capabilities() {
     }
 }
 
+#[test]
+fn afxdp_without_privilege_names_the_step_that_failed() {
+    if skip("afxdp_without_privilege_names_the_step_that_failed") {
+        return;
+    }
+    if !run("setpriv", &["--version"]).0 {
+        eprintln!("SKIP afxdp_without_privilege_names_the_step_that_failed: setpriv (util-linux) not found");
+        return;
+    }
+    let mut child = spawn_child(
+        "unpriv-open",
+        &[],
+        &["setpriv", "--inh-caps=-all", "--ambient-caps=-all", "--bounding-set=-all", "--no-new-privs", "--"],
+    );
+    let line = wait_line(&mut child, "ERR");
+    assert!(child.wait().unwrap().success());
+    eprintln!("unprivileged open: {line}");
+    assert!(line.contains("XSKMAP") && line.contains("needs CAP_BPF"), "{line}");
+}
+
 /// Entry point of the child processes above; does nothing in a normal run.
 #[test]
 fn child_entry() {
@@ -383,6 +403,10 @@ fn child_entry() {
             }
             println!("DONE rx={rx} tx={tx}");
         }
+        "unpriv-open" => match AfXdp::open("lo", &XdpConfig::default()) {
+            Ok(_) => println!("ERR none: opened without privilege"),
+            Err(e) => println!("ERR {e}"),
+        },
         m => panic!("unknown child mode {m}"),
     }
 }

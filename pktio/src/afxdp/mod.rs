@@ -1027,3 +1027,48 @@ impl PacketIo for AfXdp {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::fd::IntoRawFd;
+
+    #[test]
+    fn geometry_is_derived_from_the_mtu() {
+        let g = Geometry::resolve(&XdpConfig::default(), 1518).unwrap();
+        assert_eq!((g.frame_size, g.frames, g.tx_frames(), g.rx_frames()), (2048, 32768, 2048, 30720));
+        assert_eq!((g.rx_ring, g.fill_ring, g.comp_ring), (32768, 65536, 2048));
+        let j = Geometry::resolve(&XdpConfig::default(), 9018).unwrap();
+        assert_eq!(j.frame_size, 4096);
+        assert!(j.max_frame > j.rx_space(), "jumbo needs multi-buffer");
+    }
+
+    #[test]
+    fn bad_sizes_are_refused_with_the_field_named() {
+        let e = Geometry::resolve(&XdpConfig { frame_size: 1000, ..Default::default() }, 1518).unwrap_err().to_string();
+        assert!(e.contains("frame_size 1000"), "{e}");
+        let e = Geometry::resolve(&XdpConfig { tx_ring: 1000, ..Default::default() }, 1518).unwrap_err().to_string();
+        assert!(e.contains("tx_ring 1000 must be a power of two"), "{e}");
+        let e = Geometry::resolve(&XdpConfig { frames: 64, fill_ring: 16, ..Default::default() }, 1518).unwrap_err().to_string();
+        assert!(e.contains("fill_ring 16"), "{e}");
+    }
+
+    #[test]
+    fn malformed_handoff_strings_give_clear_errors() {
+        let e = AfXdp::from_handoff("fd:3").unwrap_err().to_string();
+        assert!(e.contains("unknown format"), "{e}");
+        let e = AfXdp::from_handoff("v1;if=x").unwrap_err().to_string();
+        assert!(e.contains("missing fsize="), "{e}");
+        let base = "v1;if=x;ifindex=1;mtu=1500;native=1;zc=0;sg=0;nw=1;fsize=2048;frames=64;headroom=0;rx=64;tx=32;fill=64;comp=32;maxf=1518";
+        let e = AfXdp::from_handoff(&format!("{base};q=0:x:4")).unwrap_err().to_string();
+        assert!(e.contains("bad queue entry"), "{e}");
+        let e = AfXdp::from_handoff(base).unwrap_err().to_string();
+        assert!(e.contains("names no queue"), "{e}");
+        let e = AfXdp::from_handoff(&format!("{base};q=0:100000:100001")).unwrap_err().to_string();
+        assert!(e.contains("adopt inherited AF_XDP socket fd 100000"), "{e}");
+        // An open fd that is not an AF_XDP socket.
+        let f = std::fs::File::open("/proc/self/status").unwrap().into_raw_fd();
+        let e = AfXdp::from_handoff(&format!("{base};q=0:{f}:{f}")).unwrap_err().to_string();
+        assert!(e.contains("is not an AF_XDP socket"), "{e}");
+    }
+}
