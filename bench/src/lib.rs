@@ -3,7 +3,6 @@
 
 pub mod histio;
 pub mod host;
-pub mod hostcheck;
 pub mod report;
 pub mod results;
 pub mod run;

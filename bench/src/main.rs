@@ -127,7 +127,13 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
                 Err(e) => Err(e.into()),
             }
         }
-        Cmd::HostCheck { cpus, strict } => Ok(bench::hostcheck::print_and_code(cpus, strict)),
+        Cmd::HostCheck { cpus, strict } => {
+            use rt_runtime::host::{check, exit_code, render, CheckRequest, Roots};
+            // cpu 0 stays for the host and the rrh-sim; the workers take the next ones.
+            let items = check(&CheckRequest { worker_cpus: (1..=cpus).collect(), roots: Roots::default() });
+            print!("{}", render(&items));
+            Ok(ExitCode::from(exit_code(&items, strict) as u8))
+        }
         Cmd::Cleanup { all } => {
             if !bench::run::is_root() {
                 anyhow::bail!("cleanup needs root (network namespaces and cgroups are root's)");

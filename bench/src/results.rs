@@ -68,6 +68,8 @@ pub struct HostFacts {
     pub clocksource: Option<String>,
     /// Anything degraded or not granted, one plain sentence each.
     pub notes: Vec<String>,
+    /// Everything `rt_runtime::host` gathered (IRQs, per-CPU facts, probes).
+    pub detail: serde_json::Value,
 }
 
 /// Percentile summary of one histogram, in ns (signed: Ta4 margins can be negative).

@@ -265,7 +265,7 @@ pub fn deployment_for(kind: DeploymentKind) -> Result<Box<dyn Deployment>, Strin
         DeploymentKind::Container => {
             Err("the container deployment (rt_runtime::container::ContainerDeployment) is not in this build yet".into())
         }
-        DeploymentKind::Kvm => Err("the kvm deployment (rt_runtime::kvm::KvmDeployment) is not in this build yet".into()),
+        DeploymentKind::Kvm => Ok(Box::new(rt_runtime::kvm::KvmDeployment::new())),
     }
 }
 
@@ -276,10 +276,10 @@ pub fn run(req: &RunRequest) -> Result<RunOutcome, RunError> {
     let t0 = Instant::now();
     let mut con = Console::new(req.progress);
     let root = is_root();
-    let mut host: HostFacts = crate::host::gather(Path::new("/"));
+    let mut host: HostFacts = crate::host::gather();
     host.rrh_cpu = Some(s.run.rrh_cpu);
     host.worker_cpus = vec![s.run.worker_cpu];
-    host.governor = crate::host::governor(Path::new("/"), s.run.worker_cpu);
+    host.governor = crate::host::governor(s.run.worker_cpu);
     for c in [s.run.rrh_cpu, s.run.worker_cpu] {
         if c >= host.cpus_online.max(1) {
             return Err(step("check cores", format!("cpu {c} does not exist: this host has {} online", host.cpus_online)));
@@ -507,6 +507,10 @@ fn mem_segment(s: &Scenario, dur: Duration, stop: &Arc<AtomicBool>, con: &mut Co
     let (rrh, worker) = std::thread::scope(|sc| {
         let ws = wstop.clone();
         let sc2 = s.clone();
+        // The worker end is borrowed, not moved: it must outlive the
+        // worker's return (after the end-of-run message) until the rrh-sim
+        // has sent its last repeats, or those would find the peer closed.
+        let w_io = &mut w_io;
         let wt = sc.spawn(move || {
             let g = sims::rt_setup(Some(sc2.run.worker_cpu), (sc2.run.rt_priority > 0).then_some(i32::from(sc2.run.rt_priority)));
             (sims::run_worker(&sc2, w_io.as_mut(), &ws), g)

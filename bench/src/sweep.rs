@@ -1,8 +1,7 @@
 //! Cleanup of what killed runs left, and the lock that keeps two runs from
 //! sweeping each other's objects or sharing cores.
 //!
-//! The sweep calls each area's own sweep: network namespaces and links
-//! (`rt_runtime::net::sweep`), cgroups (`rt_runtime::cgroup::sweep`).
+//! The sweep calls each area's own sweep (see [`sweep`]).
 
 use std::fs::File;
 use std::path::Path;
@@ -55,20 +54,37 @@ pub struct SweepReport {
     pub errors: Vec<String>,
 }
 
-/// Removes what killed runs left. `all`: also cranlab objects whose owner
-/// cannot be told (see `rt_runtime::net::sweep`).
+/// Removes what killed runs left, each area through its own owner-aware
+/// sweep: QEMU guests (`rt_runtime::kvm::sweep`), core shields restored from
+/// their journals (`rt_runtime::isolate::sweep`, before the cgroups they
+/// live in), cgroups (`rt_runtime::cgroup::sweep`), then network namespaces
+/// and links (`rt_runtime::net::sweep`). Objects of live runs are left
+/// alone; `all` removes every cranlab object whatever its owner.
 pub fn sweep(all: bool) -> SweepReport {
     let mut r = SweepReport::default();
+    match rt_runtime::kvm::sweep(all) {
+        Ok(v) => r.removed.extend(v),
+        Err(e) => r.errors.push(format!("qemu guests: {e}")),
+    }
+    let jdir = Path::new(rt_runtime::isolate::DEFAULT_JOURNAL_DIR);
+    let iso = if all { rt_runtime::isolate::sweep_all(jdir) } else { rt_runtime::isolate::sweep(jdir) };
+    match iso {
+        Ok(v) => r.removed.extend(v.into_iter().map(|p| format!("restored core shield from {}", p.display()))),
+        Err(e) => r.errors.push(format!("core shields: {e}")),
+    }
+    match rt_runtime::cgroup::CgroupRoot::detect(Path::new("/sys/fs/cgroup")) {
+        Ok(root) => {
+            let res = if all { rt_runtime::cgroup::sweep_all(&root) } else { rt_runtime::cgroup::sweep(&root) };
+            match res {
+                Ok(v) => r.removed.extend(v.into_iter().map(|p| format!("removed cgroup {}", p.display()))),
+                Err(e) => r.errors.push(format!("cgroups: {e}")),
+            }
+        }
+        Err(e) => r.errors.push(format!("cgroups: {e}")),
+    }
     match rt_runtime::net::sweep(all) {
         Ok(v) => r.removed.extend(v),
         Err(e) => r.errors.push(format!("network: {e}")),
-    }
-    match rt_runtime::cgroup::CgroupRoot::detect(Path::new("/sys/fs/cgroup")) {
-        Ok(root) => match rt_runtime::cgroup::sweep(&root) {
-            Ok(v) => r.removed.extend(v.into_iter().map(|p| format!("removed cgroup {}", p.display()))),
-            Err(e) => r.errors.push(format!("cgroups: {e}")),
-        },
-        Err(e) => r.errors.push(format!("cgroups: {e}")),
     }
     r
 }
