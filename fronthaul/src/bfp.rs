@@ -79,8 +79,45 @@ fn unpack8<const W: usize>(inp: &[u8], shift: u32, out: &mut [i16]) {
 
 #[inline(always)]
 fn compress_one<const W: usize>(iq: &[i16; SAMPLES_PER_PRB], out: &mut [u8]) {
+    if W == 16 {
+        // Every i16 fits 16 bits: the exponent is always 0.
+        out[0] = 0;
+        for (o, &x) in out[1..49].chunks_exact_mut(2).zip(iq) {
+            o.copy_from_slice(&x.to_be_bytes());
+        }
+        return;
+    }
     let e = exponent(iq, W as u8);
     out[0] = e;
+    if W == 8 {
+        for (o, &x) in out[1..25].iter_mut().zip(iq) {
+            *o = (x >> e) as u8;
+        }
+        return;
+    }
+    if W == 9 {
+        // Byte j of an 8-value group holds the low j bits of value j − 1 in
+        // its top and the top 8 − j bits of value j in its bottom; the
+        // per-lane shifts are written as multiplies so they vectorise.
+        const HI: [u32; 8] = [1 << 15, 1 << 14, 1 << 13, 1 << 12, 1 << 11, 1 << 10, 1 << 9, 1 << 8];
+        const LO: [u16; 8] = [128, 64, 32, 16, 8, 4, 2, 1];
+        let out: &mut [u8; 28] = (&mut out[..28]).try_into().expect("28 bytes");
+        for g in 0..3 {
+            let mut a = [0u16; 8];
+            let mut b = [0u16; 9];
+            for i in 0..8 {
+                let v = ((iq[8 * g + i] >> e) as u16) & 0x1ff;
+                a[i] = ((u32::from(v) * HI[i]) >> 16) as u16; // v >> (i + 1)
+                b[i + 1] = v.wrapping_mul(LO[i]); // v << (7 - i)
+            }
+            let o = &mut out[1 + 9 * g..10 + 9 * g];
+            for j in 0..8 {
+                o[j] = (a[j] | b[j]) as u8;
+            }
+            o[8] = b[8] as u8;
+        }
+        return;
+    }
     let (a, rest) = out[1..1 + 3 * W].split_at_mut(W);
     let (b, c) = rest.split_at_mut(W);
     pack8::<W>(&iq[0..8], u32::from(e), a);
@@ -88,12 +125,42 @@ fn compress_one<const W: usize>(iq: &[i16; SAMPLES_PER_PRB], out: &mut [u8]) {
     pack8::<W>(&iq[16..24], u32::from(e), c);
 }
 
+/// Per-lane multipliers `2^i`: a left shift by the lane index, written as a
+/// multiply so the compiler can vectorise it with baseline SSE2 (`pmullw`).
+const POW2: [u16; 8] = [1, 2, 4, 8, 16, 32, 64, 128];
+
 #[inline(always)]
 fn decompress_one<const W: usize>(input: &[u8], out: &mut [i16]) {
     let e = u32::from(input[0] & 0x0f);
-    unpack8::<W>(&input[1..], e, &mut out[0..8]);
-    unpack8::<W>(&input[1 + W..], e, &mut out[8..16]);
-    unpack8::<W>(&input[1 + 2 * W..], e, &mut out[16..24]);
+    let out: &mut [i16; SAMPLES_PER_PRB] = (&mut out[..SAMPLES_PER_PRB]).try_into().expect("24 values");
+    if W == 16 {
+        let p = &input[1..49];
+        for (o, b) in out.iter_mut().zip(p.chunks_exact(2)) {
+            *o = i16::from_be_bytes([b[0], b[1]]).wrapping_shl(e);
+        }
+    } else if W == 8 {
+        let p = &input[1..25];
+        for (o, &b) in out.iter_mut().zip(p) {
+            *o = i16::from(b as i8).wrapping_shl(e);
+        }
+    } else if W == 9 {
+        // Value i of each 8-value group starts at bit 9i = byte i, bit i: the
+        // big-endian word of bytes (i, i + 1), shifted left by i, holds it in
+        // its top 9 bits. Both byte rows are contiguous, so this vectorises.
+        let p: &[u8; 28] = input[..28].try_into().expect("28 bytes");
+        for g in 0..3 {
+            let hi: &[u8; 8] = p[1 + 9 * g..9 + 9 * g].try_into().expect("8 bytes");
+            let lo: &[u8; 8] = p[2 + 9 * g..10 + 9 * g].try_into().expect("8 bytes");
+            for i in 0..8 {
+                let w = (u16::from(hi[i]) << 8) | u16::from(lo[i]);
+                out[8 * g + i] = ((w.wrapping_mul(POW2[i]) as i16) >> 7).wrapping_shl(e);
+            }
+        }
+    } else {
+        unpack8::<W>(&input[1..], e, &mut out[0..8]);
+        unpack8::<W>(&input[1 + W..], e, &mut out[8..16]);
+        unpack8::<W>(&input[1 + 2 * W..], e, &mut out[16..24]);
+    }
 }
 
 #[inline(always)]
@@ -325,7 +392,7 @@ mod tests {
 
     #[test]
     fn every_width_round_trips_within_bound() {
-        let iq: Vec<i16> = (0..24 * 5).map(|i| ((i as i32 * 7919 - 30000) % 32768) as i16).collect();
+        let iq: Vec<i16> = (0..24 * 5).map(|i: i32| ((i * 7919 - 30000) % 32768) as i16).collect();
         for w in 1..=16u8 {
             for comp in [Compression::Bfp, Compression::None] {
                 let mut buf = vec![0u8; 5 * prb_bytes(w, comp)];
@@ -345,6 +412,53 @@ mod tests {
                     assert_eq!(back, iq);
                 }
             }
+        }
+    }
+
+    fn generic_compress<const W: usize>(iq: &[i16; 24]) -> Vec<u8> {
+        let e = exponent(iq, W as u8);
+        let mut out = vec![0u8; 1 + 3 * W];
+        out[0] = e;
+        for g in 0..3 {
+            pack8::<W>(&iq[8 * g..8 * g + 8], u32::from(e), &mut out[1 + g * W..1 + (g + 1) * W]);
+        }
+        out
+    }
+
+    fn check_specialised<const W: usize>(iq: &[i16; 24]) {
+        let generic = generic_compress::<W>(iq);
+        let mut fast = vec![0u8; 1 + 3 * W];
+        compress_one::<W>(iq, &mut fast);
+        assert_eq!(fast, generic, "compress w{W}");
+        let mut a = [0i16; 24];
+        let mut b = [0i16; 24];
+        decompress_one::<W>(&generic, &mut a);
+        let e = u32::from(generic[0]);
+        for g in 0..3 {
+            unpack8::<W>(&generic[1 + g * W..], e, &mut b[8 * g..8 * g + 8]);
+        }
+        assert_eq!(a, b, "decompress w{W}");
+    }
+
+    #[test]
+    fn specialised_kernels_match_the_generic_packer() {
+        let mut x = 0x1234_5678_9abc_def0u64;
+        for round in 0..2000 {
+            let mut iq = [0i16; 24];
+            for v in iq.iter_mut() {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                *v = (x >> 48) as i16 >> (round % 16);
+            }
+            check_specialised::<8>(&iq);
+            check_specialised::<9>(&iq);
+            check_specialised::<16>(&iq);
+        }
+        // Extremes.
+        for v in [i16::MIN, i16::MAX, -1, 0, 255, -256] {
+            check_specialised::<9>(&[v; 24]);
+            check_specialised::<8>(&[v; 24]);
         }
     }
 
