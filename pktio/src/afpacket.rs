@@ -22,6 +22,23 @@ pub const ETHERTYPE_ECPRI: u16 = 0xAEFE;
 
 const PACKET_QDISC_BYPASS: i32 = 20;
 const PACKET_IGNORE_OUTGOING: i32 = 23;
+const PACKET_STATISTICS: i32 = 6;
+
+/// Frames the kernel dropped on this socket since the last call (the
+/// counter resets when read).
+pub(crate) fn kernel_drops(fd: RawFd) -> u64 {
+    #[derive(Clone, Copy, Default)]
+    #[repr(C)]
+    struct TpacketStats {
+        packets: u32,
+        drops: u32,
+    }
+    let mut st = TpacketStats::default();
+    match sys::getsockopt(fd, libc::SOL_PACKET, PACKET_STATISTICS, &mut st) {
+        Ok(_) => st.drops as u64,
+        Err(_) => 0,
+    }
+}
 
 /// Options of an AF_PACKET socket.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -143,6 +160,8 @@ pub struct AfPacket {
     cur_timeout: Option<Duration>,
     stats: IoStats,
     rx_truncated: u64,
+    /// Kernel drops accumulated (PACKET_STATISTICS resets on read).
+    kernel_drops: std::cell::Cell<u64>,
 }
 
 impl std::fmt::Debug for AfPacket {
@@ -169,6 +188,7 @@ impl AfPacket {
             cur_timeout: Some(Duration::ZERO),
             stats: IoStats::default(),
             rx_truncated: 0,
+            kernel_drops: std::cell::Cell::new(0),
         })
     }
 
@@ -281,13 +301,16 @@ impl PacketIo for AfPacket {
     }
 
     fn stats(&self) -> IoStats {
-        self.stats
+        self.kernel_drops.set(self.kernel_drops.get() + kernel_drops(self.fd.as_raw_fd()));
+        IoStats { rx_dropped: self.stats.rx_dropped + self.kernel_drops.get(), ..self.stats }
     }
 
     fn detail(&self) -> serde_json::Value {
+        let _ = self.stats();
         serde_json::json!({
             "interface": self.ifname,
             "ifindex": self.ifindex,
+            "kernel_rx_drops": self.kernel_drops.get(),
             "mtu": self.mtu,
             "ethertype": self.ethertype.map(|e| format!("0x{e:04x}")).unwrap_or_else(|| "all".into()),
             "io": "recvmmsg/sendmmsg",

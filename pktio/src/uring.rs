@@ -14,7 +14,7 @@
 use std::os::fd::{AsRawFd, OwnedFd};
 use io_uring::{opcode, types, IoUring};
 
-use crate::afpacket::{open_socket, AfPacketConfig};
+use crate::afpacket::{kernel_drops, open_socket, AfPacketConfig};
 use crate::sys::{self, os_err_from};
 use crate::{IoStats, PacketIo, PktError, Wait};
 
@@ -44,6 +44,7 @@ pub struct AfPacketUring {
     ethertype: Option<u16>,
     stats: IoStats,
     enters: u64,
+    kernel_drops: std::cell::Cell<u64>,
 }
 
 // SAFETY: the raw pointers inside `rx` point only into this struct's own heap
@@ -102,6 +103,7 @@ impl AfPacketUring {
             ethertype: cfg.ethertype,
             stats: IoStats::default(),
             enters: 0,
+            kernel_drops: std::cell::Cell::new(0),
         };
         for i in 0..n {
             me.arm(i)?;
@@ -257,11 +259,14 @@ impl PacketIo for AfPacketUring {
     }
 
     fn stats(&self) -> IoStats {
-        self.stats
+        self.kernel_drops.set(self.kernel_drops.get() + kernel_drops(self.fd.as_raw_fd()));
+        IoStats { rx_dropped: self.stats.rx_dropped + self.kernel_drops.get(), ..self.stats }
     }
 
     fn detail(&self) -> serde_json::Value {
+        let _ = self.stats();
         serde_json::json!({
+            "kernel_rx_drops": self.kernel_drops.get(),
             "interface": self.ifname,
             "mtu": self.mtu,
             "ethertype": self.ethertype.map(|e| format!("0x{e:04x}")).unwrap_or_else(|| "all".into()),
