@@ -110,8 +110,8 @@ impl TimingConfig {
         if self.budget_slots == 0 || self.budget_slots > 1000 {
             return Err(invalid("budget_slots", format!("{} is out of range 1..=1000", self.budget_slots)));
         }
-        if self.lead_slots == 0 || self.lead_slots > 10_000 {
-            return Err(invalid("lead_slots", format!("{} is out of range 1..=10000", self.lead_slots)));
+        if self.lead_slots == 0 || self.lead_slots > 1_000_000 {
+            return Err(invalid("lead_slots", format!("{} is out of range 1..=1000000", self.lead_slots)));
         }
         Ok(())
     }

@@ -18,11 +18,11 @@ fn every_slot_is_answered_without_bit_errors() {
     let cell = CellConfig::default();
     // A generous lead: debug builds of the pipeline may fall behind the
     // symbol clock on a shared machine; the test checks counts, not speed.
-    let timing = TimingConfig { lead_slots: 10_000, ..TimingConfig::default() };
+    let timing = TimingConfig { lead_slots: 240_000, ..TimingConfig::default() };
     let slots = 300u64;
     let (mut a, mut b) = pktio::mem::pair(1 << 14, 2048);
     let stop = AtomicBool::new(false);
-    let wcfg = WorkerConfig { shared_clock: true, poll: PollMode::Busy, max_ns: Some(60_000_000_000), ..WorkerConfig::new(cell.clone(), timing.clone()) };
+    let wcfg = WorkerConfig { shared_clock: true, poll: PollMode::Busy, max_ns: Some(300_000_000_000), ..WorkerConfig::new(cell.clone(), timing.clone()) };
     let progress_calls = Mutex::new(Vec::<Progress>::new());
     let (report, summary) = std::thread::scope(|s| {
         let w = s.spawn(|| {
@@ -95,6 +95,7 @@ fn every_slot_is_answered_without_bit_errors() {
 fn print_in_memory_figures() {
     let secs: f64 = std::env::var("CRANLAB_FIGURE_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(5.0);
     let poll: PollMode = std::env::var("CRANLAB_FIGURE_POLL").ok().and_then(|s| s.parse().ok()).unwrap_or(PollMode::Busy);
+    let t_start = std::time::Instant::now();
     let fifo: Option<i32> = std::env::var("CRANLAB_FIGURE_FIFO").ok().and_then(|s| s.parse().ok());
     let cell = CellConfig::default();
     let timing = TimingConfig::default();
@@ -105,14 +106,16 @@ fn print_in_memory_figures() {
     let (report, summary) = std::thread::scope(|s| {
         let w = s.spawn(|| {
             let g = rrh_sim::live::rt::pin_and_fifo(Some(1), fifo).unwrap();
-            eprintln!("worker thread: {g:?}");
+            eprintln!("{:?} worker thread: {g:?}", t_start.elapsed());
             let mut p = SlotProcessor::new(&wcfg.cell).unwrap();
+            eprintln!("{:?} worker ready", t_start.elapsed());
             worker::run(&wcfg, &mut b, &mut p, &stop).unwrap()
         });
         let g = rrh_sim::live::rt::pin_and_fifo(Some(0), fifo).unwrap();
-        eprintln!("rrh thread: {g:?}");
+        eprintln!("{:?} rrh thread: {g:?}", t_start.elapsed());
         let cfg = LiveConfig::new(cell.clone(), timing.clone(), slots);
-        let report = live::run(&cfg, &mut a, &stop, &|_| {}).unwrap();
+        let report = live::run(&cfg, &mut a, &stop, &|p| eprintln!("{:?} progress {p:?}", t_start.elapsed())).unwrap();
+        eprintln!("{:?} rrh done", t_start.elapsed());
         drop(a);
         (report, w.join().unwrap())
     });

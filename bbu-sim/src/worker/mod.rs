@@ -184,7 +184,8 @@ struct State {
     // wake-up (block mode)
     batch_first: bool,
     t_call: u64,
-    work_ns: u64,
+    first_arr: Option<u64>,
+    t_prev_end: Option<u64>,
     // outputs
     c: WorkerCounters,
     processing: Histogram<u64>,
@@ -233,7 +234,8 @@ impl State {
             wake_max: 0,
             batch_first: true,
             t_call: 0,
-            work_ns: 0,
+            first_arr: None,
+            t_prev_end: None,
             c: WorkerCounters::default(),
             processing: summary::new_hist(),
             wakeup: summary::new_hist(),
@@ -248,6 +250,10 @@ impl State {
 
     fn on_frame(&mut self, f: &[u8], now: u64, sink: &mut dyn SlotSink) {
         self.c.rx_frames += 1;
+        if self.first_arr.is_none() {
+            self.first_arr = Some(now);
+            self.busy_stall(now);
+        }
         let Some(t) = reply::ecpri_type(f) else {
             self.c.foreign += 1;
             return;
@@ -392,6 +398,16 @@ impl State {
         }
     }
 
+    /// Busy poll: the time from the end of the previous iteration's work to
+    /// `back` (first frame's arrival stamp, or the return of an empty poll).
+    fn busy_stall(&mut self, back: u64) {
+        if self.cfg.poll == PollMode::Busy {
+            if let Some(p) = self.t_prev_end {
+                self.wake_max = self.wake_max.max(back.saturating_sub(p));
+            }
+        }
+    }
+
     fn learn_macs(&mut self, f: &[u8]) {
         if self.macs.is_none() && f.len() >= 12 {
             let mut dst = [0u8; 6];
@@ -478,10 +494,8 @@ impl State {
     }
 
     fn finalize(&mut self, n: u64, sink: &mut dyn SlotSink) {
-        let t0 = now_ns();
         let r = sink.process(n);
         let end = now_ns();
-        self.work_ns += end - t0;
         let processing = end.saturating_sub(self.slot_last_arrival);
         let full = u64::from(self.prbs) * 14 * self.antennas as u64;
         let incomplete = self.covered_total < full;
@@ -517,14 +531,12 @@ impl State {
         if self.replies.is_empty() {
             return Ok(());
         }
-        let t0 = now_ns();
         let (dst, src) = self.macs.unwrap_or(([0xff; 6], [0x02, 0, 0, 0, 0, 0]));
         let replies = &self.replies;
         let sent = io.send_batch(replies.len(), &mut |i, buf| Ctl::SlotDone(replies[i]).encode(dst, src, buf).unwrap_or(0))?;
         self.c.replies_sent += sent as u64;
         self.c.replies_failed += (replies.len() - sent.min(replies.len())) as u64;
         self.replies.clear();
-        self.work_ns += now_ns() - t0;
         Ok(())
     }
 }
@@ -552,7 +564,6 @@ pub fn run(cfg: &WorkerConfig, io: &mut dyn PacketIo, sink: &mut dyn SlotSink, s
         PollMode::Block => Wait::Block(Duration::from_nanos(cfg.block_timeout_ns.max(1))),
     };
     let batch = cfg.batch.max(1);
-    let mut t_prev_call: Option<u64> = None;
     let mut end_reason = "end_message";
     loop {
         if st.ended {
@@ -569,16 +580,9 @@ pub fn run(cfg: &WorkerConfig, io: &mut dyn PacketIo, sink: &mut dyn SlotSink, s
                 break;
             }
         }
-        if cfg.poll == PollMode::Busy {
-            if let Some(p) = t_prev_call {
-                let gap = (t_call - p).saturating_sub(st.work_ns);
-                st.wake_max = st.wake_max.max(gap);
-            }
-            t_prev_call = Some(t_call);
-            st.work_ns = 0;
-        }
         st.t_call = t_call;
         st.batch_first = true;
+        st.first_arr = None;
         let got = io.recv_batch(batch, wait, &mut |f| {
             let now = now_ns();
             st.on_frame(f, now, sink);
@@ -595,10 +599,14 @@ pub fn run(cfg: &WorkerConfig, io: &mut dyn PacketIo, sink: &mut dyn SlotSink, s
             }
             Err(e) => return Err(ioerr(e)),
         }
+        if st.first_arr.is_none() {
+            st.busy_stall(now_ns());
+        }
         match st.flush_replies(io) {
             Ok(()) | Err(PktError::Closed) => {}
             Err(e) => return Err(ioerr(e)),
         }
+        st.t_prev_end = Some(now_ns());
     }
     let mut s = WorkerSummary {
         schema: SUMMARY_SCHEMA.into(),
