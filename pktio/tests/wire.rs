@@ -241,7 +241,7 @@ fn spawn_child(mode: &str, extra_env: &[(&str, String)], wrapper: &[&str]) -> st
     };
     args.extend(["--exact", "child_entry", "--nocapture", "--test-threads=1"].map(String::from));
     let mut c = Command::new(prog);
-    c.args(args).env(CHILD_ENV, mode).stdout(Stdio::piped()).stderr(Stdio::inherit());
+    c.args(args).env(CHILD_ENV, mode).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::inherit());
     for (k, val) in extra_env {
         c.env(k, val);
     }
@@ -277,6 +277,9 @@ fn afxdp_program_gone_after_exit_and_after_sigkill() {
         if how == "hold" {
             // SAFETY: kill on the pid of our own child.
             assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGKILL) }, 0);
+        } else {
+            // Closing its stdin lets the child return normally.
+            drop(child.stdin.take());
         }
         let st = child.wait().unwrap();
         if how == "hold" {
@@ -370,6 +373,10 @@ fn child_entry() {
             println!("READY {}", x.mode().as_str());
             if parts[0] == "hold" {
                 std::thread::sleep(Duration::from_secs(120));
+            } else {
+                // Wait for the parent to close our stdin.
+                let mut s = String::new();
+                let _ = std::io::stdin().read_line(&mut s);
             }
             drop(x);
         }
