@@ -289,7 +289,9 @@ pub fn config_json(s: &BundleSpec) -> Value {
         linux["netDevices"] = Value::Object(nd);
     }
     json!({
-        "ociVersion": "1.2.0",
+        // 1.0.2 keeps the bundle runnable by Debian 12's crun 1.8.1 (it refuses
+        // newer versions); linux.netDevices is a 1.2 field.
+        "ociVersion": if s.net_devices.is_empty() { "1.0.2" } else { "1.2.0" },
         "root": { "path": "rootfs", "readonly": s.readonly_root },
         "hostname": s.hostname,
         "mounts": mounts,
