@@ -144,6 +144,63 @@ fn afxdp_jumbo_frames_or_clear_error() {
     }
 }
 
+fn pin_to(cpu: usize) -> bool {
+    // SAFETY: cpu_set_t is plain data; CPU_SET and sched_setaffinity act on
+    // the calling thread with a valid set.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu, &mut set);
+        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) == 0
+    }
+}
+
+#[test]
+fn afxdp_binds_every_active_queue() {
+    if skip("afxdp_binds_every_active_queue") {
+        return;
+    }
+    if std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1) < 2 {
+        eprintln!("SKIP afxdp_binds_every_active_queue: needs 2 CPUs to drive 2 queues");
+        return;
+    }
+    let v = Veth::with_queues("m", 1500, 2);
+    let mut rx = open("afxdp", &v.ns_b, &v.if_b).unwrap();
+    assert_eq!(rx.detail()["queues"], serde_json::json!([0, 1]), "{}", rx.detail());
+    // AF_PACKET picks the tx queue from the sending CPU; veth hands the
+    // frame to the peer's rx queue of the same index.
+    let n_per_cpu = 200u32;
+    for cpu in 0..2usize {
+        let (ns, ifn) = (v.ns_a.clone(), v.if_a.clone());
+        in_netns(&ns, move || {
+            assert!(pin_to(cpu), "pin to cpu {cpu}");
+            let mut tx = AfPacket::open(&ifn, &AfPacketConfig::default())?;
+            for k in 0..n_per_cpu {
+                tx.send_batch(1, &mut |_, b| frame(b, cpu as u32 * 1000 + k, 100))?;
+            }
+            Ok(())
+        })
+        .unwrap();
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    let start = Instant::now();
+    while seen.len() < 2 * n_per_cpu as usize && start.elapsed() < Duration::from_secs(10) {
+        rx.recv_batch(64, Wait::Block(Duration::from_millis(100)), &mut |f| {
+            seen.insert(check(f, 100).unwrap());
+        })
+        .unwrap();
+    }
+    let (_, stats) = run("ip", &["netns", "exec", &v.ns_b, "ethtool", "-S", &v.if_b]);
+    let per_queue: Vec<&str> = stats.lines().filter(|l| l.contains("rx_queue_") && l.contains("xdp_packets")).collect();
+    eprintln!("per-queue XDP counters: {per_queue:?}");
+    if per_queue.len() == 2 {
+        for l in &per_queue {
+            let n: u64 = l.rsplit(':').next().unwrap().trim().parse().unwrap();
+            assert!(n > 0, "both queues carried traffic: {per_queue:?}");
+        }
+    }
+    assert_eq!(seen.len(), 2 * n_per_cpu as usize, "frames from both CPUs (both queues) arrive");
+}
+
 #[test]
 fn afxdp_passes_other_traffic_to_the_kernel() {
     if skip("afxdp_passes_other_traffic_to_the_kernel") {

@@ -60,6 +60,11 @@ pub struct Veth {
 impl Veth {
     /// Creates the pair with `mtu`; `tag` (≤ 2 chars) tells tests apart.
     pub fn new(tag: &str, mtu: u32) -> Veth {
+        Veth::with_queues(tag, mtu, 1)
+    }
+
+    /// Like [`Veth::new`] with `queues` rx/tx queues on each end.
+    pub fn with_queues(tag: &str, mtu: u32, queues: u32) -> Veth {
         let pid = std::process::id() % 10000;
         let ns_a = format!("cranlab-t-{tag}{pid}a");
         let ns_b = format!("cranlab-t-{tag}{pid}b");
@@ -73,7 +78,11 @@ impl Veth {
         let _ = run("ip", &["netns", "del", &v.ns_b]);
         must("ip", &["netns", "add", &v.ns_a]);
         must("ip", &["netns", "add", &v.ns_b]);
-        must("ip", &["link", "add", &v.if_a, "type", "veth", "peer", "name", &v.if_b]);
+        let q = queues.to_string();
+        must(
+            "ip",
+            &["link", "add", &v.if_a, "numtxqueues", &q, "numrxqueues", &q, "type", "veth", "peer", "name", &v.if_b, "numtxqueues", &q, "numrxqueues", &q],
+        );
         must("ip", &["link", "set", &v.if_a, "netns", &v.ns_a]);
         must("ip", &["link", "set", &v.if_b, "netns", &v.ns_b]);
         let mtu_s = mtu.to_string();
