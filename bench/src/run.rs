@@ -704,7 +704,7 @@ fn net_segment(
     let (mut rrh, rrh_used, rrh_fb) = rrh_res?;
     let log_path = if fallback.is_some() { mk_spec("af_packet", ".fallback").log } else { spec.log.clone() };
     let log = std::fs::read_to_string(&log_path).map_err(|e| step(format!("read worker log {}", log_path.display()), e))?;
-    let line = log.lines().rev().find_map(|l| l.find("SUMMARY ").map(|i| &l[i + "SUMMARY ".len()..]));
+    let line = log.lines().rev().find(|l| l.contains("SUMMARY "));
     let mut worker = match line {
         Some(l) => sims::parse_worker_summary(l).map_err(|e| step(format!("parse the worker's SUMMARY in {}", log_path.display()), e))?,
         None => {
