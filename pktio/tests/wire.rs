@@ -119,12 +119,17 @@ fn afxdp_every_size_up_to_mtu_both_ends() {
 }
 
 #[test]
-fn afxdp_generic_mode_works_too() {
-    if skip("afxdp_generic_mode_works_too") {
+fn afxdp_generic_mode_and_socket_busy_poll_work_too() {
+    if skip("afxdp_generic_mode_and_socket_busy_poll_work_too") {
         return;
     }
     let v = Veth::new("s", 1500);
-    let cfg = XdpConfig { attach: pktio::afxdp::AttachMode::Generic, copy: pktio::afxdp::CopyMode::Copy, ..XdpConfig::default() };
+    let cfg = XdpConfig {
+        attach: pktio::afxdp::AttachMode::Generic,
+        copy: pktio::afxdp::CopyMode::Copy,
+        busy_poll_us: 20,
+        ..XdpConfig::default()
+    };
     let open_generic = |ns: &str, ifn: &str| {
         let (c, i) = (cfg.clone(), ifn.to_string());
         in_netns(ns, move || AfXdp::open(&i, &c).map(|x| Box::new(x) as Box<dyn PacketIo>)).unwrap()
@@ -132,6 +137,7 @@ fn afxdp_generic_mode_works_too() {
     let tx = open_generic(&v.ns_a, &v.if_a);
     let rx = open_generic(&v.ns_b, &v.if_b);
     assert_eq!(rx.detail()["mode"], "generic-copy", "{}", rx.detail());
+    assert_eq!(rx.detail()["busy_poll"], true, "{}", rx.detail());
     assert!(v.link_b().contains("xdpgeneric"), "{}", v.link_b());
     every_size(tx, rx, 1400..=1514);
 }

@@ -95,6 +95,11 @@ pub struct XdpConfig {
     pub queues: Option<Vec<u32>>,
     /// Use the need-wakeup protocol (fewer syscalls). Default true.
     pub need_wakeup: bool,
+    /// Socket busy polling for NICs with their own NAPI context (lab hosts):
+    /// `SO_PREFER_BUSY_POLL`, `SO_BUSY_POLL` = this many µs and
+    /// `SO_BUSY_POLL_BUDGET` = 64, set by the privileged side; an empty
+    /// `Wait::Poll` then drives the driver with `recvfrom`. 0 (default) = off.
+    pub busy_poll_us: u32,
     /// How long a bind that fails with EBUSY is retried. Default 1 s.
     pub bind_timeout: Duration,
 }
@@ -115,6 +120,7 @@ impl Default for XdpConfig {
             ethertype: crate::afpacket::ETHERTYPE_ECPRI,
             queues: None,
             need_wakeup: true,
+            busy_poll_us: 0,
             bind_timeout: Duration::from_secs(1),
         }
     }
@@ -147,6 +153,7 @@ impl Geometry {
             fill_ring: if cfg.fill_ring == 0 { pow2_at_least(rx_frames.saturating_mul(2)) } else { cfg.fill_ring },
             comp_ring: if cfg.comp_ring == 0 { cfg.tx_ring } else { cfg.comp_ring },
             need_wakeup: cfg.need_wakeup,
+            busy_poll: cfg.busy_poll_us > 0,
             max_frame,
         };
         g.validate()?;
@@ -224,6 +231,7 @@ struct Geometry {
     fill_ring: u32,
     comp_ring: u32,
     need_wakeup: bool,
+    busy_poll: bool,
     max_frame: u32,
 }
 
@@ -420,7 +428,7 @@ impl XskHandoff {
         }
         let g = &self.geo;
         let mut s = format!(
-            "v1;if={};ifindex={};mtu={};native={};zc={};sg={};nw={};fsize={};frames={};headroom={};rx={};tx={};fill={};comp={};maxf={}",
+            "v1;if={};ifindex={};mtu={};native={};zc={};sg={};nw={};bp={};fsize={};frames={};headroom={};rx={};tx={};fill={};comp={};maxf={}",
             self.ifname,
             self.ifindex,
             self.mtu,
@@ -428,6 +436,7 @@ impl XskHandoff {
             self.mode.zero_copy as u8,
             self.mode.multi_buffer as u8,
             g.need_wakeup as u8,
+            g.busy_poll as u8,
             g.frame_size,
             g.frames,
             g.headroom,
@@ -528,6 +537,18 @@ fn prepare_queue(
         };
         match res {
             Ok(()) => {
+                if cfg.busy_poll_us > 0 {
+                    let us = cfg.busy_poll_us.min(i32::MAX as u32) as i32;
+                    for (opt, val, name) in [
+                        (sys::SO_PREFER_BUSY_POLL, 1, "SO_PREFER_BUSY_POLL"),
+                        (sys::SO_BUSY_POLL, us, "SO_BUSY_POLL"),
+                        (sys::SO_BUSY_POLL_BUDGET, 64, "SO_BUSY_POLL_BUDGET"),
+                    ] {
+                        if let Err(e) = crate::sys::setsockopt(fd, libc::SOL_SOCKET, opt, &val) {
+                            notes.push(format!("{name} on queue {q} refused: {e}"));
+                        }
+                    }
+                }
                 let zc = sys::xdp_zero_copy(fd).unwrap_or(mode == sys::XDP_ZEROCOPY);
                 return Ok((PreparedQueue { queue_id: q, xsk, umem, view: Some(view) }, zc));
             }
@@ -696,6 +717,7 @@ impl AfXdp {
             fill_ring: parse_num(spec, "fill")?,
             comp_ring: parse_num(spec, "comp")?,
             need_wakeup: flag("nw")?,
+            busy_poll: flag("bp").unwrap_or(false),
             max_frame: parse_num(spec, "maxf")?,
         };
         geo.validate()?;
@@ -804,6 +826,11 @@ impl AfXdp {
         if n == 0 {
             if !q.fill_pending.is_empty() {
                 q.refill();
+            }
+            if self.geo.busy_poll {
+                // Drives the driver's NAPI from this thread (socket busy poll).
+                crate::sys::kick_rx(q.fd.as_raw_fd());
+                self.kicks_rx += 1;
             }
             return 0;
         }
@@ -1009,6 +1036,7 @@ impl PacketIo for AfXdp {
             "bind_mode": if self.mode.zero_copy { "zero-copy" } else { "copy" },
             "multi_buffer": self.mode.multi_buffer,
             "need_wakeup": g.need_wakeup,
+            "busy_poll": g.busy_poll,
             "queues": self.queue_ids(),
             "frame_size": g.frame_size,
             "frames_per_queue": g.frames,
@@ -1059,7 +1087,7 @@ mod tests {
         assert!(e.contains("unknown format"), "{e}");
         let e = AfXdp::from_handoff("v1;if=x").unwrap_err().to_string();
         assert!(e.contains("missing fsize="), "{e}");
-        let base = "v1;if=x;ifindex=1;mtu=1500;native=1;zc=0;sg=0;nw=1;fsize=2048;frames=64;headroom=0;rx=64;tx=32;fill=64;comp=32;maxf=1518";
+        let base = "v1;if=x;ifindex=1;mtu=1500;native=1;zc=0;sg=0;nw=1;bp=0;fsize=2048;frames=64;headroom=0;rx=64;tx=32;fill=64;comp=32;maxf=1518";
         let e = AfXdp::from_handoff(&format!("{base};q=0:x:4")).unwrap_err().to_string();
         assert!(e.contains("bad queue entry"), "{e}");
         let e = AfXdp::from_handoff(base).unwrap_err().to_string();

@@ -39,6 +39,11 @@ pub(crate) const XDP_UMEM_PGOFF_COMPLETION_RING: i64 = 0x1_8000_0000;
 /// Kernel headroom in front of every received frame in a UMEM chunk.
 pub(crate) const XDP_PACKET_HEADROOM: u32 = 256;
 
+/// Socket busy-poll options (asm-generic/socket.h).
+pub(crate) const SO_BUSY_POLL: i32 = 46;
+pub(crate) const SO_PREFER_BUSY_POLL: i32 = 69;
+pub(crate) const SO_BUSY_POLL_BUDGET: i32 = 70;
+
 pub(crate) const XDP_FLAGS_SKB_MODE: u32 = 1 << 1;
 pub(crate) const XDP_FLAGS_DRV_MODE: u32 = 1 << 2;
 
