@@ -22,6 +22,7 @@
 //! (late + lost) are counted; late samples stay in the histogram.
 
 pub mod rt;
+pub mod standalone;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;

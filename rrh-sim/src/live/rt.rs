@@ -92,7 +92,41 @@ pub fn apply(cpu: Option<usize>, prio: Option<i32>, mlock: bool) -> Result<Grant
     Ok(g)
 }
 
+/// Installs SIGTERM and SIGINT handlers that set the returned flag (pass it
+/// as the `stop` of [`super::run`]).
+pub fn stop_on_signals() -> Result<&'static std::sync::atomic::AtomicBool, String> {
+    for sig in [libc::SIGTERM, libc::SIGINT] {
+        sys::install_stop_handler(sig).map_err(|e| format!("install handler for signal {sig}: {}", e.to_string().to_lowercase()))?;
+    }
+    Ok(&sys::STOP)
+}
+
 mod sys {
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    /// Set by the signal handler.
+    pub(super) static STOP: AtomicBool = AtomicBool::new(false);
+
+    extern "C" fn on_signal(_sig: libc::c_int) {
+        // Only an atomic store: async-signal-safe.
+        STOP.store(true, Ordering::Relaxed);
+    }
+
+    /// sigaction(sig, on_signal) without SA_RESTART.
+    pub(super) fn install_stop_handler(sig: libc::c_int) -> std::io::Result<()> {
+        // SAFETY: a zeroed sigaction is a valid "no flags, empty mask" value.
+        let mut sa: libc::sigaction = unsafe { std::mem::zeroed() };
+        sa.sa_sigaction = on_signal as extern "C" fn(libc::c_int) as usize;
+        // SAFETY: `sa.sa_mask` is a valid sigset_t owned by `sa`.
+        unsafe { libc::sigemptyset(&mut sa.sa_mask) };
+        // SAFETY: `sa` is fully initialised and the handler only does an atomic store.
+        let r = unsafe { libc::sigaction(sig, &sa, std::ptr::null_mut()) };
+        if r != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(())
+    }
+
     /// Number of CPUs configured on the host.
     pub(super) fn configured_cpus() -> usize {
         // SAFETY: sysconf only reads a system constant.
