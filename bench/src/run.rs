@@ -33,6 +33,14 @@ pub enum RunError {
         /// What went wrong.
         detail: String,
     },
+    /// The deployment cannot run on this host; the run goes on without it.
+    #[error("deployment {deployment} unavailable: {reason}")]
+    Unavailable {
+        /// Which deployment.
+        deployment: String,
+        /// Why, with the fix where known.
+        reason: String,
+    },
     /// SIGINT / SIGTERM arrived; everything was cleaned up.
     #[error("interrupted: stopped and cleaned up")]
     Interrupted,
@@ -262,9 +270,7 @@ pub fn rfc3339(t: SystemTime) -> String {
 pub fn deployment_for(kind: DeploymentKind) -> Result<Box<dyn Deployment>, String> {
     match kind {
         DeploymentKind::Bare => Ok(Box::new(rt_runtime::bare::BareDeployment::new())),
-        DeploymentKind::Container => {
-            Err("the container deployment (rt_runtime::container::ContainerDeployment) is not in this build yet".into())
-        }
+        DeploymentKind::Container => Ok(Box::new(rt_runtime::container::ContainerDeployment::new())),
         DeploymentKind::Kvm => Ok(Box::new(rt_runtime::kvm::KvmDeployment::new())),
     }
 }
@@ -349,8 +355,12 @@ pub fn run(req: &RunRequest) -> Result<RunOutcome, RunError> {
     ));
 
     let mut accs: Vec<Acc> = plan.iter().map(|(k, _)| Acc::new(*k)).collect();
+    let mut unavailable: Vec<bool> = vec![false; plan.len()];
     for round in 0..s.run.rounds {
         for (i, (kind, dep)) in plan.iter().enumerate() {
+            if unavailable[i] {
+                continue;
+            }
             if req.stop.load(Ordering::Relaxed) {
                 return Err(RunError::Interrupted);
             }
@@ -364,7 +374,15 @@ pub fn run(req: &RunRequest) -> Result<RunOutcome, RunError> {
                 net_segment(dep.as_ref(), s, seg_dur, &req.out, worker_bin.as_deref().unwrap_or(Path::new("")), round, &req.stop, &mut con)
             };
             con.end_bar();
-            let mut seg = r?;
+            let mut seg = match r {
+                Err(RunError::Unavailable { deployment, reason }) if plan.len() > 1 => {
+                    con.say(format!("skipping deployment {deployment}: {reason}"));
+                    host.notes.push(format!("deployment {deployment} skipped: {reason}"));
+                    unavailable[i] = true;
+                    continue;
+                }
+                r => r?,
+            };
             if req.stop.load(Ordering::Relaxed) {
                 return Err(RunError::Interrupted);
             }
@@ -398,7 +416,7 @@ pub fn run(req: &RunRequest) -> Result<RunOutcome, RunError> {
     }
 
     let mut runs = Vec::new();
-    for a in &accs {
+    for a in accs.iter().filter(|a| a.rounds > 0) {
         runs.push(write_run(a, s, &req.out)?);
     }
     let results = Results {
@@ -622,16 +640,31 @@ fn net_segment(
     };
     let _ = std::fs::create_dir_all(out.join(format!(".{}-work", kind.as_str())));
     let mut worker_transport = requested.to_string();
-    let spec = mk_spec(requested, "");
+    if kind == DeploymentKind::Container && s.run.transport == TransportChoice::Afxdp {
+        // The worker end moves into the container's namespace and goes with
+        // it, so a failed AF_XDP attempt could not be retried on the same
+        // link; and the container deployment does not hand AF_XDP
+        // descriptors in yet (rt_runtime::container::deployment).
+        let why = "the container deployment does not hand AF_XDP sockets into the container yet; its worker uses AF_PACKET";
+        con.say(format!("note: {why}"));
+        fallback = Some(why.to_string());
+        worker_transport = "af_packet".into();
+    }
+    let spec = mk_spec(&worker_transport, "");
+    let mut log_path = spec.log.clone();
     let mut handle = match dep.launch(&spec) {
         Ok(h) => h,
-        Err(e) if s.run.transport == TransportChoice::Afxdp && matches!(e, DeployError::NotReady { .. }) => {
+        Err(e) if worker_transport == "afxdp" && matches!(e, DeployError::NotReady { .. }) => {
             let why = format!("worker could not use AF_XDP: {e}");
             con.say(format!("warning: {why}; falling back to AF_PACKET"));
             fallback = Some(why);
             worker_transport = "af_packet".into();
             let spec = mk_spec("af_packet", ".fallback");
+            log_path = spec.log.clone();
             dep.launch(&spec).map_err(|e| step(format!("launch the {} worker", kind.as_str()), e))?
+        }
+        Err(DeployError::Unavailable { deployment, reason }) => {
+            return Err(RunError::Unavailable { deployment: deployment.into(), reason })
         }
         Err(e) => return Err(step(format!("launch the {} worker", kind.as_str()), e)),
     };
@@ -702,7 +735,6 @@ fn net_segment(
     }
     drop(handle);
     let (mut rrh, rrh_used, rrh_fb) = rrh_res?;
-    let log_path = if fallback.is_some() { mk_spec("af_packet", ".fallback").log } else { spec.log.clone() };
     let log = std::fs::read_to_string(&log_path).map_err(|e| step(format!("read worker log {}", log_path.display()), e))?;
     let line = log.lines().rev().find(|l| l.contains("SUMMARY "));
     let mut worker = match line {
