@@ -265,21 +265,35 @@ fn failing_setup_step_is_named_and_undone() {
 fn container_deployment_moves_the_link_and_reports_facts() {
     require_host!();
     let _rt = rt_lock();
+    deployment_case("cranlabctA", "cranlabctB", false);
+}
+
+#[test]
+fn container_deployment_hands_in_afxdp() {
+    require_host!();
+    let _rt = rt_lock();
+    deployment_case("cranlabctC", "cranlabctD", true);
+}
+
+fn deployment_case(outer: &str, inner: &str, afxdp: bool) {
     use rt_runtime::deploy::{Deployment, WorkerLink, WorkerSpec};
     if Command::new("ip").arg("-V").output().is_err() {
         eprintln!("skipped: no ip (apt install iproute2)");
         return;
     }
-    let outer = "cranlabctA";
-    let inner = "cranlabctB";
-    let _ = Command::new("ip").args(["link", "del", outer]).status();
+    let name = if afxdp { "cranlab-ct-xdp" } else { "cranlab-ct-deploy" };
+    let _ = Command::new("ip").args(["link", "del", outer]).stderr(std::process::Stdio::null()).status();
     let st = Command::new("ip").args(["link", "add", outer, "type", "veth", "peer", "name", inner]).status().unwrap();
     assert!(st.success(), "create veth");
-    let dir = work_dir("deploy");
+    let dir = work_dir(name);
+    let mut args: Vec<std::ffi::OsString> = vec!["ready".into(), "{iface}".into()];
+    if afxdp {
+        args.extend(["--transport".into(), "afxdp".into()]);
+    }
     let spec = WorkerSpec {
-        name: "cranlab-ct-deploy".into(),
+        name: name.into(),
         program: PROBE.into(),
-        args: vec!["ready".into(), "{iface}".into()],
+        args,
         cpus: vec![last_cpu()],
         sched: SchedPolicy::Fifo(10),
         mlock: false,
@@ -293,11 +307,18 @@ fn container_deployment_moves_the_link_and_reports_facts() {
     let mut h = d.launch(&spec).unwrap();
     let log = std::fs::read_to_string(&spec.log).unwrap();
     assert!(log.contains("READY iface=fh0 up=true SCHED_FIFO:10"), "{log}");
+    assert!(log.contains(&format!("xsk={afxdp}")), "{log}");
+    if afxdp {
+        // stdin, stdout, stderr, the listing's own fd, plus socket + UMEM per queue.
+        let fds: usize = log.split("fds=").nth(1).unwrap().trim().parse().unwrap();
+        assert!(fds >= 6, "{log}");
+        assert!(h.facts().notes.iter().any(|n| n.starts_with("AF_XDP prepared by the runtime")), "{:?}", h.facts().notes);
+    }
     let f = h.facts().clone();
     assert_eq!(f.deployment, "container");
     assert_eq!(f.sched, "SCHED_FIFO:10");
     assert_eq!(f.cpus, vec![last_cpu()]);
-    assert!(f.cgroup.as_deref().unwrap_or("").contains("cranlab/cranlab-ct-deploy"), "{f:?}");
+    assert!(f.cgroup.as_deref().unwrap_or("").contains(&format!("cranlab/{name}")), "{f:?}");
     assert!(f.start_to_ready_ns.is_some());
     // The worker end left the host namespace.
     let links = String::from_utf8(Command::new("ip").args(["-o", "link"]).output().unwrap().stdout).unwrap();
@@ -314,7 +335,8 @@ fn container_deployment_moves_the_link_and_reports_facts() {
         assert!(t.elapsed() < Duration::from_secs(10), "veth {outer} left behind");
         std::thread::sleep(Duration::from_millis(20));
     }
-    assert!(!dir.join("cranlab-ct-deploy-bundle").exists(), "bundle left behind");
-    assert_clean("cranlab-ct-deploy", &dir);
+    assert!(!dir.join(format!("{name}-bundle")).exists(), "bundle left behind");
+    assert!(!Path::new("/run/netns").join(name).exists(), "netns {name} left behind");
+    assert_clean(name, &dir);
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -114,7 +114,11 @@ fn main() {
             let iface = args.get(2).cloned().unwrap_or_default();
             let flags = read(&format!("/sys/class/net/{iface}/flags"));
             let up = u32::from_str_radix(flags.trim_start_matches("0x"), 16).map(|f| f & 1 == 1).unwrap_or(false);
-            println!("READY iface={iface} up={up} {}", sched());
+            let fds: Vec<String> = std::fs::read_dir("/proc/self/fd")
+                .map(|d| d.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+                .unwrap_or_default();
+            let xsk = std::env::var_os("CRANLAB_XSK").is_some();
+            println!("READY iface={iface} up={up} {} xsk={xsk} fds={}", sched(), fds.len());
             let _ = std::io::stdout().flush();
             std::thread::sleep(Duration::from_secs(120));
         }

@@ -155,6 +155,8 @@ pub struct BundleSpec {
     pub net_devices: Vec<(String, String)>,
     /// Extra host files copied into the rootfs: (host path, path inside).
     pub extra_files: Vec<(PathBuf, String)>,
+    /// Join this existing network namespace instead of a new one.
+    pub netns_path: Option<PathBuf>,
 }
 
 impl BundleSpec {
@@ -181,6 +183,7 @@ impl BundleSpec {
             cgroup_mount: true,
             net_devices: Vec::new(),
             extra_files: Vec::new(),
+            netns_path: None,
         }
     }
 
@@ -280,6 +283,9 @@ pub fn config_json(s: &BundleSpec) -> Value {
             "architectures": ["SCMP_ARCH_X86_64"],
             "syscalls": [{ "names": SECCOMP_DENY, "action": "SCMP_ACT_ERRNO", "errnoRet": libc::EPERM }]
         });
+    }
+    if let Some(p) = &s.netns_path {
+        linux["namespaces"] = json!([{ "type": "pid" }, { "type": "network", "path": p }, { "type": "ipc" }, { "type": "uts" }, { "type": "mount" }, { "type": "cgroup" }]);
     }
     if !s.net_devices.is_empty() {
         let mut nd = serde_json::Map::new();

@@ -7,11 +7,17 @@
 //! reads back what the kernel granted. `stop` and drop kill the worker and
 //! remove the cgroup, the bundle and (with the namespace) the moved link.
 //!
-//! The worker holds only CAP_NET_RAW (see [`super::bundle::WORKER_CAPS`]):
-//! it opens its own AF_PACKET socket on the inner link. AF_XDP descriptors
-//! prepared by the runtime are not handed in yet (no hand-off API in
-//! `pktio` when this was written), so AF_XDP inside the container is not
-//! available and the worker falls back to AF_PACKET.
+//! The worker holds only CAP_NET_RAW and CAP_IPC_LOCK (see
+//! [`super::bundle::WORKER_CAPS`]); no CAP_NET_ADMIN, CAP_BPF or
+//! CAP_SYS_ADMIN. With `--transport afxdp` in the worker's arguments the
+//! privileged AF_XDP set-up happens here: the container's network namespace
+//! is created first (`cranlab-<name>` under /run/netns), the link is moved
+//! in and renamed, [`pktio::afxdp::XskHandoff::prepare`] loads and attaches
+//! the XDP program and binds the sockets inside it, and the container joins
+//! that namespace and inherits the socket and UMEM descriptors (announced in
+//! `CRANLAB_XSK`). Otherwise the runtime moves the link into the
+//! container's fresh namespace and the worker opens its own AF_PACKET
+//! socket (CAP_NET_RAW).
 
 use std::fs::File;
 use std::io::Read;
@@ -62,8 +68,19 @@ impl Deployment for ContainerDeployment {
             bundle_dir: bundle_dir.clone(),
             keep_bundle: self.keep_bundle,
             done: None,
+            afxdp: None,
         };
-        let bspec = BundleSpec::for_worker(spec);
+        let mut bspec = BundleSpec::for_worker(spec);
+        let mut keep_fds = Vec::new();
+        if wants_afxdp(&spec.args) {
+            let (ns, handoff) = prepare_afxdp(spec)?;
+            bspec.net_devices.clear();
+            bspec.netns_path = Some(crate::net::netns_path(ns.name()));
+            bspec.env.push(format!("{}={}", pktio::afxdp::HANDOFF_ENV, handoff.encode()));
+            keep_fds = handoff.child_fds();
+            h.facts.notes.push(format!("AF_XDP prepared by the runtime ({:?}) and handed to the worker as descriptors {keep_fds:?}", handoff.mode()));
+            h.afxdp = Some((handoff, ns));
+        }
         build_bundle(&bundle_dir, &bspec).map_err(|e| DeployError::step("build worker bundle", e))?;
         let bundle = Bundle::load(&bundle_dir).map_err(|e| DeployError::step(format!("read bundle {}", bundle_dir.display()), e))?;
         let log = File::create(&spec.log).map_err(|e| DeployError::step(format!("create worker log {}", spec.log.display()), e))?;
@@ -71,6 +88,7 @@ impl Deployment for ContainerDeployment {
             log: Some(log),
             stdin_null: true,
             links_netns: spec.link.netns.as_deref().map(crate::net::netns_path),
+            keep_raw_fds: keep_fds,
             cgroup_root: self.cgroup_root.clone(),
             ..StartOptions::default()
         };
@@ -99,12 +117,39 @@ impl Deployment for ContainerDeployment {
             h.facts.notes.push("mlockall was asked but the worker has no locked memory (VmLck 0)".into());
         }
         h.facts.notes.push(format!(
-            "container capabilities: {} only; fronthaul over AF_PACKET on {} (AF_XDP descriptors are not handed into containers yet)",
+            "container capabilities: {} only; fronthaul link {} inside the container",
             super::bundle::WORKER_CAPS.join(","),
             spec.link.inner_name
         ));
         Ok(Box::new(h))
     }
+}
+
+/// Whether the worker's arguments ask for the AF_XDP transport.
+pub fn wants_afxdp(args: &[std::ffi::OsString]) -> bool {
+    let a: Vec<String> = args.iter().map(|a| a.to_string_lossy().into_owned()).collect();
+    a.windows(2).any(|w| w[0] == "--transport" && w[1] == "afxdp") || a.iter().any(|x| x == "--transport=afxdp")
+}
+
+/// Creates the container's network namespace, moves the link in and prepares
+/// the AF_XDP sockets there.
+fn prepare_afxdp(spec: &WorkerSpec) -> Result<(crate::net::Netns, pktio::afxdp::XskHandoff), DeployError> {
+    let ns = crate::net::Netns::create(&spec.name).map_err(|e| DeployError::step("create the container's network namespace", e))?;
+    let mut args: Vec<String> = Vec::new();
+    if let Some(src) = &spec.link.netns {
+        args.extend(["-n".into(), src.clone()]);
+    }
+    args.extend(["link", "set", "dev", &spec.link.ifname, "netns", ns.name(), "name", &spec.link.inner_name].map(String::from));
+    let argv: Vec<&str> = args.iter().map(String::as_str).collect();
+    crate::net::ip(&format!("move {} into {}", spec.link.ifname, ns.name()), &argv).map_err(|e| DeployError::step("move the fronthaul link", e))?;
+    crate::net::ip("set the fronthaul link up", &["-n", ns.name(), "link", "set", &spec.link.inner_name, "up"])
+        .map_err(|e| DeployError::step("set the fronthaul link up", e))?;
+    let inner = spec.link.inner_name.clone();
+    let path = crate::net::netns_path(ns.name()).to_string_lossy().into_owned();
+    let handoff = pktio::in_netns(&path, move || pktio::afxdp::XskHandoff::prepare(&inner, &pktio::afxdp::XdpConfig::default()))
+        .map_err(|e| DeployError::step(format!("prepare AF_XDP on {} for the container", spec.link.inner_name), e))?;
+    handoff.set_inheritable(true).map_err(|e| DeployError::step("pass AF_XDP descriptors", e))?;
+    Ok((ns, handoff))
 }
 
 fn wait_ready(h: &mut ContainerHandle, spec: &WorkerSpec, started: Instant) -> Result<(), DeployError> {
@@ -147,6 +192,8 @@ pub struct ContainerHandle {
     bundle_dir: PathBuf,
     keep_bundle: bool,
     done: Option<WorkerExit>,
+    /// The AF_XDP hand-off (holds the XDP program) and the namespace it lives in.
+    afxdp: Option<(pktio::afxdp::XskHandoff, crate::net::Netns)>,
 }
 
 impl ContainerHandle {
@@ -155,6 +202,8 @@ impl ContainerHandle {
             Some(c) => c.destroy().map(|_| ()).map_err(|e| DeployError::step("remove container", e)),
             None => Ok(()),
         };
+        // Program and sockets go before the namespace that holds the link.
+        self.afxdp = None;
         if !self.keep_bundle && self.bundle_dir.exists() {
             let _ = std::fs::remove_dir_all(&self.bundle_dir);
         }

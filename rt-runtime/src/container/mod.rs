@@ -112,6 +112,9 @@ pub struct StartOptions {
     pub stdin_null: bool,
     /// Descriptors handed to the container (kept open across exec, same numbers).
     pub keep_fds: Vec<OwnedFd>,
+    /// Descriptors owned elsewhere (e.g. an AF_XDP hand-off) that the
+    /// container inherits under the same numbers; they must outlive the start.
+    pub keep_raw_fds: Vec<RawFd>,
     /// Links to move in, and the namespace they are in now.
     pub plan: PlanOptions,
     /// Network namespace file the links are in (`None`: the runtime's own).
@@ -163,11 +166,9 @@ impl Container {
         } else {
             None
         };
-        let keep: Vec<RawFd> = opts.keep_fds.iter().map(|f| f.as_raw_fd()).collect();
-        for f in &opts.keep_fds {
-            // Descriptors handed in must survive exec: clear their close-on-exec flag.
-            nix::fcntl::fcntl(f.as_raw_fd(), nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::empty()))
-                .map_err(|e| host_err(&id, "pass descriptor to the container", e))?;
+        let keep: Vec<RawFd> = opts.keep_fds.iter().map(|f| f.as_raw_fd()).chain(opts.keep_raw_fds.iter().copied()).collect();
+        if keep.len() > 16 {
+            return Err(host_err(&id, "pass descriptors to the container", std::io::Error::other("more than 16 descriptors")));
         }
         let (go_r, go_w) = sys::host::pipe().map_err(|e| host_err(&id, "create sync pipe", errno_err(e)))?;
         let (err_r, err_w) = sys::host::pipe().map_err(|e| host_err(&id, "create error pipe", errno_err(e)))?;

@@ -122,7 +122,8 @@ pub trait Syscall {
     fn close(&self, fd: RawFd);
     /// `dup2(2)`.
     fn dup2(&self, from: RawFd, to: RawFd) -> SysResult;
-    /// Marks every descriptor from `first` upwards close-on-exec, except `keep`.
+    /// Marks every descriptor from `first` upwards close-on-exec, except
+    /// `keep`, whose close-on-exec flag is cleared.
     fn cloexec_from(&self, first: RawFd, keep: &[RawFd]) -> SysResult;
     /// Unblocks all signals and resets every ignored signal to its default.
     fn reset_signals(&self) -> SysResult;
@@ -379,6 +380,10 @@ impl Syscall for RealSys {
         sorted[..n].copy_from_slice(&keep[..n]);
         sorted[..n].sort_unstable();
         for &k in &sorted[..n] {
+            // SAFETY: fcntl on an integer descriptor the parent passed in.
+            if unsafe { libc::fcntl(k, libc::F_SETFD, 0) } < 0 {
+                return Err(Errno::last());
+            }
             if (k as u32) >= lo {
                 if (k as u32) > lo {
                     close_range_cloexec(lo, k as u32 - 1)?;
