@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use crate::workload::WorkloadResult;
-use sample::{mem_available_now, Sampler, Usage};
+use sample::{tree_pss_bytes, Sampler, Usage};
 
 /// Errors from the whitepaper benchmarks.
 #[derive(Debug, thiserror::Error)]
@@ -64,6 +64,9 @@ pub trait Instance: Send {
     fn snapshot(&mut self, dir: &Path) -> Result<(u64, String), WpError>;
     /// Stops the instance and removes what it created.
     fn stop(&mut self);
+    /// Host pid at the top of the instance's process tree (the runtime or
+    /// QEMU process), for its memory.
+    fn root_pid(&self) -> Option<i32>;
 }
 
 /// A way of running the workload.
@@ -106,7 +109,8 @@ pub struct PlatformFigures {
     pub async_peak_cpu_pct: Option<f64>,
     /// (1) average CPU at steady state with N running, %.
     pub steady_cpu_pct: Option<f64>,
-    /// (1) memory used by N running instances, MiB (drop of MemAvailable).
+    /// (1) memory used by N running instances, MiB: proportional set size of
+    /// each instance's process tree (runtime or QEMU process included).
     pub memory_mib: Option<f64>,
     /// (2) average time to ready, launched one after another, s.
     pub serial_launch_avg_s: Option<f64>,
@@ -155,7 +159,6 @@ pub fn lifecycle(p: &dyn Platform, opt: &Options) -> PlatformFigures {
     let mut f = PlatformFigures { name: p.name(), kind: Some(p.kind()), ..Default::default() };
     let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
     // (1) asynchronous launch
-    let before = mem_available_now(&opt.proc_root);
     match launch_all(p, opt, 0) {
         Ok((mut insts, took, usage)) => {
             f.async_launch_s = Some(secs(took));
@@ -165,8 +168,8 @@ pub fn lifecycle(p: &dyn Platform, opt: &Options) -> PlatformFigures {
             std::thread::sleep(Duration::from_secs(2));
             let steady = s.finish();
             f.steady_cpu_pct = Some(steady.avg_cpu_pct);
-            let after = mem_available_now(&opt.proc_root);
-            f.memory_mib = Some(mib(before.saturating_sub(after)));
+            let pss: u64 = insts.iter().filter_map(|i| i.root_pid()).map(|p| tree_pss_bytes(&opt.proc_root, p)).sum();
+            f.memory_mib = Some(mib(pss));
             // (4) snapshot of the first running instance
             let snap_dir = opt.out.join(format!("snapshot-{}", p.name()));
             let s = Sampler::start(&opt.proc_root, Duration::from_millis(20));
@@ -270,7 +273,14 @@ fn fmt_opt(v: Option<f64>, unit: &str) -> String {
 
 fn ratio(a: Option<f64>, b: Option<f64>) -> String {
     match (a, b) {
-        (Some(a), Some(b)) if b > 0.0 && a > 0.0 => format!("{:.1}×", a / b),
+        (Some(a), Some(b)) if b > 0.0 && a > 0.0 => {
+            let r = a / b;
+            if r < 0.1 {
+                format!("{r:.3}×")
+            } else {
+                format!("{r:.1}×")
+            }
+        }
         _ => "–".into(),
     }
 }
@@ -370,4 +380,59 @@ mod tests {
         assert!(t.contains("| CPU prime (runs/s) | 100 | – | – | – | – |"), "{t}");
         assert!(t.contains("- qemu-tcg: emulation"), "{t}");
     }
+}
+
+/// Everything a `cranlab whitepaper` run measured.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct WhitepaperResults {
+    /// `cranlab.whitepaper/1`.
+    pub schema: String,
+    /// Instances per launch test.
+    pub count: usize,
+    /// The container row (rt-runtime).
+    pub container: PlatformFigures,
+    /// The VM row (qemu-kvm or qemu-tcg).
+    pub vm: PlatformFigures,
+    /// Bare metal (row 5 reference).
+    pub bare: PlatformFigures,
+    /// crun / runc on the same bundle, where installed.
+    pub others: Vec<PlatformFigures>,
+    /// The table as printed.
+    pub table: String,
+}
+
+/// Runs the whole table. `vm` is `None` where QEMU is unavailable (the reason
+/// goes into the VM row's notes).
+pub fn run_all(
+    opt: &Options,
+    bare: &dyn Platform,
+    container: &dyn Platform,
+    vm: Result<&dyn Platform, String>,
+    others: &[&dyn Platform],
+    progress: &dyn Fn(&str),
+) -> WhitepaperResults {
+    progress("bare metal: cpu and memory");
+    let mut b = PlatformFigures { name: bare.name(), kind: Some(bare.kind()), ..Default::default() };
+    performance(bare, opt, &mut b);
+    progress(&format!("{}: launch, reboot, snapshot of {}", container.name(), opt.count));
+    let mut c = lifecycle(container, opt);
+    progress(&format!("{}: cpu and memory", container.name()));
+    performance(container, opt, &mut c);
+    let v = match vm {
+        Ok(vm) => {
+            progress(&format!("{}: launch, reboot, snapshot of {}", vm.name(), opt.count));
+            let mut v = lifecycle(vm, opt);
+            progress(&format!("{}: cpu and memory", vm.name()));
+            performance(vm, opt, &mut v);
+            v
+        }
+        Err(reason) => PlatformFigures { name: "vm".into(), kind: Some(Kind::Vm), notes: vec![format!("skipped: {reason}")], ..Default::default() },
+    };
+    let mut o = Vec::new();
+    for p in others {
+        progress(&format!("{}: launch and reboot of {}", p.name(), opt.count));
+        o.push(lifecycle(*p, opt));
+    }
+    let table = table(&c, &v, &b, &o);
+    WhitepaperResults { schema: "cranlab.whitepaper/1".into(), count: opt.count, container: c, vm: v, bare: b, others: o, table }
 }

@@ -13,6 +13,8 @@ use super::{Instance, Kind, Platform, WpError};
 /// A child process whose stdout lines are read on a thread.
 pub struct ProcessInstance {
     what: String,
+    stderr_log: Option<PathBuf>,
+    bundle: Option<PathBuf>,
     make: Box<dyn Fn() -> Command + Send>,
     cleanup: Box<dyn Fn() + Send>,
     child: Option<Child>,
@@ -23,14 +25,38 @@ impl ProcessInstance {
     /// Starts `make()`; `cleanup` runs after the process has ended (e.g.
     /// `crun delete -f ID`).
     pub fn start(what: String, make: Box<dyn Fn() -> Command + Send>, cleanup: Box<dyn Fn() + Send>) -> Result<ProcessInstance, WpError> {
-        let mut p = ProcessInstance { what, make, cleanup, child: None, lines: None };
+        Self::start_with(what, None, None, make, cleanup)
+    }
+
+    /// Like [`ProcessInstance::start`], with stderr kept in `stderr_log` (its
+    /// last line explains an early exit) and `bundle` as the snapshot source.
+    pub fn start_with(
+        what: String,
+        stderr_log: Option<PathBuf>,
+        bundle: Option<PathBuf>,
+        make: Box<dyn Fn() -> Command + Send>,
+        cleanup: Box<dyn Fn() + Send>,
+    ) -> Result<ProcessInstance, WpError> {
+        let mut p = ProcessInstance {
+            what,
+            stderr_log,
+            bundle,
+            make,
+            cleanup,
+            child: None,
+            lines: None,
+        };
         p.spawn()?;
         Ok(p)
     }
 
     fn spawn(&mut self) -> Result<(), WpError> {
         let mut cmd = (self.make)();
-        cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::null());
+        let stderr = match &self.stderr_log {
+            Some(p) => std::fs::File::create(p).map(Stdio::from).unwrap_or_else(|_| Stdio::null()),
+            None => Stdio::null(),
+        };
+        cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(stderr);
         let mut child = cmd.spawn().map_err(|e| WpError::step(format!("start {}", self.what), e))?;
         let out = child.stdout.take().ok_or_else(|| WpError::step(format!("start {}", self.what), "no stdout pipe"))?;
         let (tx, rx) = channel();
@@ -81,7 +107,14 @@ impl Instance for ProcessInstance {
                     return Err(WpError::step(format!("wait for {prefix} from {}", self.what), format!("nothing after {timeout:?}")))
                 }
                 Err(RecvTimeoutError::Disconnected) => {
-                    return Err(WpError::step(format!("wait for {prefix} from {}", self.what), "it exited first"))
+                    let why = self
+                        .stderr_log
+                        .as_ref()
+                        .and_then(|p| std::fs::read_to_string(p).ok())
+                        .map(|s| s.lines().filter(|l| !l.trim().is_empty()).last().unwrap_or("").to_string())
+                        .filter(|s| !s.is_empty())
+                        .unwrap_or_else(|| "no error output".into());
+                    return Err(WpError::step(format!("wait for {prefix} from {}", self.what), format!("it exited first: {why}")));
                 }
             }
         }
@@ -92,12 +125,18 @@ impl Instance for ProcessInstance {
         self.spawn()
     }
 
-    fn snapshot(&mut self, _dir: &Path) -> Result<(u64, String), WpError> {
-        Err(WpError::step(format!("snapshot {}", self.what), "this platform has no snapshot"))
+    fn snapshot(&mut self, dir: &Path) -> Result<(u64, String), WpError> {
+        let bundle = self.bundle.as_ref().ok_or_else(|| WpError::step(format!("snapshot {}", self.what), "this platform has no snapshot"))?;
+        let bytes = copy_tree(bundle, &dir.join("bundle")).map_err(|e| WpError::step(format!("snapshot {} to {}", self.what, dir.display()), e))?;
+        Ok((bytes, "copy of the bundle (config.json + rootfs); no process state (CRIU not used)".into()))
     }
 
     fn stop(&mut self) {
         self.kill();
+    }
+
+    fn root_pid(&self) -> Option<i32> {
+        self.child.as_ref().map(|c| c.id() as i32)
     }
 }
 
@@ -107,6 +146,25 @@ impl Drop for ProcessInstance {
             self.kill();
         }
     }
+}
+
+/// Copies a directory tree (files, directories, symlinks); returns the bytes copied.
+fn copy_tree(from: &Path, to: &Path) -> std::io::Result<u64> {
+    std::fs::create_dir_all(to)?;
+    let mut bytes = 0;
+    for e in std::fs::read_dir(from)? {
+        let e = e?;
+        let (src, dst) = (e.path(), to.join(e.file_name()));
+        let t = e.file_type()?;
+        if t.is_dir() {
+            bytes += copy_tree(&src, &dst)?;
+        } else if t.is_symlink() {
+            std::os::unix::fs::symlink(std::fs::read_link(&src)?, &dst)?;
+        } else if t.is_file() {
+            bytes += std::fs::copy(&src, &dst)?;
+        }
+    }
+    Ok(bytes)
 }
 
 /// The workload as a plain host process.
@@ -134,5 +192,217 @@ impl Platform for Bare {
             }),
             Box::new(|| {}),
         )?))
+    }
+}
+
+/// A container runtime started as a foreground process on one bundle per
+/// workload: `rt-runtime run --bundle B ID`, `crun run -b B ID`, `runc run -b B ID`.
+pub struct ContainerRuntime {
+    /// Name in the table (`rt-runtime`, `crun`, `runc`).
+    pub name: String,
+    /// The runtime binary.
+    pub binary: PathBuf,
+    /// Path of `cranlab-workload` on the host (copied into each bundle).
+    pub workload: PathBuf,
+    /// Where bundles are built.
+    pub bundles: PathBuf,
+}
+
+impl ContainerRuntime {
+    fn bundle_for(&self, args: &[&str]) -> Result<PathBuf, WpError> {
+        let dir = self.bundles.join(args.join("-").replace(['/', ' '], "_"));
+        if dir.join("config.json").exists() {
+            return Ok(dir);
+        }
+        let mut spec = rt_runtime::container::bundle::BundleSpec::worker(&self.workload, args.iter().map(|s| s.to_string()).collect());
+        // The whitepaper compares lifecycle costs, not real-time behaviour: a
+        // plain SCHED_OTHER process, so every runtime can run the bundle.
+        spec.sched = rt_runtime::deploy::SchedPolicy::Other;
+        spec.memory_bytes = Some(512 << 20);
+        spec.hostname = "cranlab-wp".into();
+        rt_runtime::container::bundle::build_bundle(&dir, &spec).map_err(|e| WpError::step(format!("build bundle {}", dir.display()), e))?;
+        Ok(dir)
+    }
+}
+
+impl Platform for ContainerRuntime {
+    fn name(&self) -> String {
+        self.name.clone()
+    }
+    fn kind(&self) -> Kind {
+        Kind::Container
+    }
+    fn start(&self, id: usize, args: &[&str]) -> Result<Box<dyn Instance>, WpError> {
+        let bundle = self.bundle_for(args)?;
+        let cid = format!("cranlab-wp-{}-{id}", self.name);
+        let (bin, bin2) = (self.binary.clone(), self.binary.clone());
+        let (c1, c2) = (cid.clone(), cid.clone());
+        let rt = self.name == "rt-runtime";
+        // A killed earlier run may have left the id behind.
+        let _ = Command::new(&self.binary).args(if rt { vec!["delete", &cid] } else { vec!["delete", "-f", &cid] }).stderr(Stdio::null()).status();
+        let inst = ProcessInstance::start_with(
+            format!("{} container {cid}", self.name),
+            Some(self.bundles.join(format!("{cid}.stderr"))),
+            Some(bundle.clone()),
+            Box::new(move || {
+                let mut c = Command::new(&bin);
+                c.arg("run").arg(if rt { "--bundle" } else { "-b" }).arg(&bundle).arg(&c1);
+                c
+            }),
+            Box::new(move || {
+                let mut c = Command::new(&bin2);
+                if rt {
+                    c.args(["delete", &c2]);
+                } else {
+                    c.args(["delete", "-f", &c2]);
+                }
+                let _ = c.stdout(Stdio::null()).stderr(Stdio::null()).status();
+            }),
+        )?;
+        Ok(Box::new(inst))
+    }
+}
+
+/// The workload in QEMU guests started by the kvm deployment (hardware KVM
+/// where the host has it, TCG labelled as such otherwise), each with a tap of
+/// its own in one cranlab network namespace.
+pub struct Vm {
+    /// The deployment (its detection decides kvm or tcg).
+    pub deployment: std::sync::Arc<rt_runtime::kvm::KvmDeployment>,
+    /// Path of `cranlab-workload` on the host.
+    pub workload: PathBuf,
+    /// Namespace holding the taps.
+    pub netns: std::sync::Arc<rt_runtime::net::Netns>,
+    /// Logs and state.
+    pub work_dir: PathBuf,
+    /// Guest RAM, bytes.
+    pub memory_bytes: u64,
+    /// Label: `qemu-kvm` or `qemu-tcg`.
+    pub label: String,
+}
+
+type Launch = std::thread::JoinHandle<Result<Box<dyn rt_runtime::deploy::WorkerHandle>, WpError>>;
+
+/// One guest.
+pub struct VmInstance {
+    spec: rt_runtime::deploy::WorkerSpec,
+    deployment: std::sync::Arc<rt_runtime::kvm::KvmDeployment>,
+    pending: Option<Launch>,
+    handle: Option<Box<dyn rt_runtime::deploy::WorkerHandle>>,
+    _tap: rt_runtime::net::FronthaulLink,
+    seen: usize,
+}
+
+impl VmInstance {
+    fn launch(&mut self) {
+        let (d, spec) = (self.deployment.clone(), self.spec.clone());
+        let _ = std::fs::remove_file(&spec.log);
+        self.seen = 0;
+        self.pending = Some(std::thread::spawn(move || {
+            use rt_runtime::deploy::Deployment as _;
+            d.launch(&spec).map_err(|e| WpError::step(format!("boot guest {}", spec.name), e))
+        }));
+    }
+}
+
+impl Instance for VmInstance {
+    fn wait_line(&mut self, prefix: &str, timeout: Duration) -> Result<String, WpError> {
+        if let Some(p) = self.pending.take() {
+            let h = p.join().map_err(|_| WpError::step(format!("boot guest {}", self.spec.name), "launch thread panicked"))??;
+            self.handle = Some(h);
+        }
+        let deadline = Instant::now() + timeout;
+        loop {
+            let text = std::fs::read_to_string(&self.spec.log).unwrap_or_default();
+            let lines: Vec<&str> = text.lines().collect();
+            for (i, l) in lines.iter().enumerate().skip(self.seen) {
+                if let Some(pos) = l.find(prefix) {
+                    // The worker's lines may be preceded by console noise.
+                    self.seen = i + 1;
+                    return Ok(l[pos..].to_string());
+                }
+            }
+            if Instant::now() > deadline {
+                return Err(WpError::step(format!("wait for {prefix} from guest {}", self.spec.name), format!("nothing after {timeout:?}")));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn reboot(&mut self) -> Result<(), WpError> {
+        self.stop();
+        self.launch();
+        Ok(())
+    }
+
+    fn snapshot(&mut self, dir: &Path) -> Result<(u64, String), WpError> {
+        let h = self.handle.as_mut().ok_or_else(|| WpError::step("snapshot guest", "not running"))?;
+        let _ = h;
+        let _ = dir;
+        Err(WpError::step(format!("snapshot guest {}", self.spec.name), "QEMU migration to file is not wired"))
+    }
+
+    fn stop(&mut self) {
+        if let Some(p) = self.pending.take() {
+            if let Ok(Ok(h)) = p.join() {
+                self.handle = Some(h);
+            }
+        }
+        if let Some(mut h) = self.handle.take() {
+            let _ = h.stop(Duration::from_secs(2));
+        }
+    }
+
+    fn root_pid(&self) -> Option<i32> {
+        self.qemu_pid()
+    }
+}
+
+impl VmInstance {
+    fn qemu_pid(&self) -> Option<i32> {
+        self.handle.as_ref().map(|h| h.pid())
+    }
+}
+
+impl Drop for VmInstance {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+impl Platform for Vm {
+    fn name(&self) -> String {
+        self.label.clone()
+    }
+    fn kind(&self) -> Kind {
+        Kind::Vm
+    }
+    fn start(&self, id: usize, args: &[&str]) -> Result<Box<dyn Instance>, WpError> {
+        std::fs::create_dir_all(&self.work_dir).map_err(|e| WpError::step(format!("create {}", self.work_dir.display()), e))?;
+        let tag = format!("wp{id}");
+        let tap = rt_runtime::net::tap(&tag, self.netns.name(), 1500).map_err(|e| WpError::step(format!("create tap for guest {id}"), e))?;
+        let ncpu = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let name = format!("cranlab-wp-vm-{id}");
+        let spec = rt_runtime::deploy::WorkerSpec {
+            name: name.clone(),
+            program: self.workload.clone(),
+            args: args.iter().map(std::ffi::OsString::from).collect(),
+            cpus: vec![id % ncpu],
+            sched: rt_runtime::deploy::SchedPolicy::Other,
+            mlock: false,
+            link: rt_runtime::deploy::WorkerLink {
+                netns: Some(self.netns.name().to_string()),
+                ifname: tap.rrh.name().to_string(),
+                inner_name: "eth0".into(),
+                mac: tap.worker_mac,
+            },
+            memory_bytes: self.memory_bytes,
+            log: self.work_dir.join(format!("{name}.log")),
+            work_dir: self.work_dir.join(&name),
+            ready_timeout: Duration::from_secs(120),
+        };
+        let mut inst = VmInstance { spec, deployment: self.deployment.clone(), pending: None, handle: None, _tap: tap, seen: 0 };
+        inst.launch();
+        Ok(Box::new(inst))
     }
 }

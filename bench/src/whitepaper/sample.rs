@@ -90,11 +90,6 @@ impl Drop for Sampler {
     }
 }
 
-/// `MemAvailable` now, bytes (0 when unreadable).
-pub fn mem_available_now(proc_root: &Path) -> u64 {
-    std::fs::read_to_string(proc_root.join("meminfo")).ok().and_then(|s| mem_available(&s)).unwrap_or(0)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -118,5 +113,57 @@ mod tests {
         let u = s.finish();
         assert!(u.peak_cpu_pct > 0.0, "{u:?}");
         assert!(u.min_mem_available > 0 && u.min_mem_available < u64::MAX);
+    }
+}
+
+/// Proportional set size of `pid` and all its descendants, bytes: the memory
+/// an instance costs, shared pages split fairly between their users.
+pub fn tree_pss_bytes(proc_root: &Path, pid: i32) -> u64 {
+    let mut children: std::collections::HashMap<i32, Vec<i32>> = std::collections::HashMap::new();
+    if let Ok(rd) = std::fs::read_dir(proc_root) {
+        for e in rd.flatten() {
+            let Some(p) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else { continue };
+            let stat = std::fs::read_to_string(e.path().join("stat")).unwrap_or_default();
+            // ppid is the second field after the parenthesised command name.
+            if let Some(ppid) = stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().nth(1)).and_then(|s| s.parse().ok()) {
+                children.entry(ppid).or_default().push(p);
+            }
+        }
+    }
+    let mut total = 0;
+    let mut stack = vec![pid];
+    while let Some(p) = stack.pop() {
+        total += pss_bytes(&std::fs::read_to_string(proc_root.join(p.to_string()).join("smaps_rollup")).unwrap_or_default());
+        if let Some(c) = children.get(&p) {
+            stack.extend(c);
+        }
+    }
+    total
+}
+
+fn pss_bytes(smaps_rollup: &str) -> u64 {
+    smaps_rollup
+        .lines()
+        .find(|l| l.starts_with("Pss:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|kb| kb.parse::<u64>().ok())
+        .map_or(0, |kb| kb * 1024)
+}
+
+#[cfg(test)]
+mod pss_tests {
+    use super::*;
+
+    #[test]
+    fn pss_of_this_process_tree() {
+        assert_eq!(pss_bytes("Rss: 10 kB\nPss:     2048 kB\n"), 2 * 1024 * 1024);
+        let mut child = std::process::Command::new("sleep").arg("5").spawn().unwrap();
+        let me = std::process::id() as i32;
+        let own = tree_pss_bytes(Path::new("/proc"), child.id() as i32);
+        let tree = tree_pss_bytes(Path::new("/proc"), me);
+        child.kill().unwrap();
+        child.wait().unwrap();
+        assert!(own > 0, "a running process has some pss");
+        assert!(tree > own, "the tree includes the child and this process");
     }
 }
