@@ -285,6 +285,11 @@ fn deployment_case(outer: &str, inner: &str, afxdp: bool) {
     let _ = Command::new("ip").args(["link", "del", outer]).stderr(std::process::Stdio::null()).status();
     let st = Command::new("ip").args(["link", "add", outer, "type", "veth", "peer", "name", inner]).status().unwrap();
     assert!(st.success(), "create veth");
+    // The worker end starts in a namespace of its own, as the orchestrator leaves it.
+    let src = format!("{name}-src");
+    let _ = Command::new("ip").args(["netns", "del", &src]).stderr(std::process::Stdio::null()).status();
+    assert!(Command::new("ip").args(["netns", "add", &src]).status().unwrap().success());
+    assert!(Command::new("ip").args(["link", "set", inner, "netns", &src]).status().unwrap().success());
     let dir = work_dir(name);
     let mut args: Vec<std::ffi::OsString> = vec!["ready".into(), "{iface}".into()];
     if afxdp {
@@ -297,7 +302,7 @@ fn deployment_case(outer: &str, inner: &str, afxdp: bool) {
         cpus: vec![last_cpu()],
         sched: SchedPolicy::Fifo(10),
         mlock: false,
-        link: WorkerLink { netns: None, ifname: inner.into(), inner_name: "fh0".into(), mac: [0; 6] },
+        link: WorkerLink { netns: Some(src.clone()), ifname: inner.into(), inner_name: "fh0".into(), mac: [0; 6] },
         memory_bytes: 64 << 20,
         log: dir.join("worker.log"),
         work_dir: dir.clone(),
@@ -320,9 +325,9 @@ fn deployment_case(outer: &str, inner: &str, afxdp: bool) {
     assert_eq!(f.cpus, vec![last_cpu()]);
     assert!(f.cgroup.as_deref().unwrap_or("").contains(&format!("cranlab/{name}")), "{f:?}");
     assert!(f.start_to_ready_ns.is_some());
-    // The worker end left the host namespace.
-    let links = String::from_utf8(Command::new("ip").args(["-o", "link"]).output().unwrap().stdout).unwrap();
-    assert!(!links.contains(&format!("{inner}@")), "{links}");
+    // The worker end left its namespace.
+    let links = String::from_utf8(Command::new("ip").args(["-n", &src, "-o", "link"]).output().unwrap().stdout).unwrap();
+    assert!(!links.contains(inner), "{links}");
     h.stop(Duration::from_secs(2)).unwrap();
     drop(h);
     // The namespace is gone, and with it the veth pair (both ends).
@@ -335,6 +340,7 @@ fn deployment_case(outer: &str, inner: &str, afxdp: bool) {
         assert!(t.elapsed() < Duration::from_secs(10), "veth {outer} left behind");
         std::thread::sleep(Duration::from_millis(20));
     }
+    assert!(Command::new("ip").args(["netns", "del", &src]).status().unwrap().success());
     assert!(!dir.join(format!("{name}-bundle")).exists(), "bundle left behind");
     assert!(!Path::new("/run/netns").join(name).exists(), "netns {name} left behind");
     assert_clean(name, &dir);
