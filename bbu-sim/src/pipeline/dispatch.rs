@@ -21,7 +21,7 @@ use super::kernels::{self, DetectArgs, WeightArgs};
 pub enum Isa {
     /// x86-64 baseline (SSE2) or any non-x86 target: what LLVM does without extra features.
     Baseline,
-    /// AVX2 + FMA (256-bit vectors).
+    /// AVX2 + FMA + POPCNT (256-bit vectors).
     Avx2,
     /// AVX-512 F/BW/DQ/VL (512-bit vectors, 16 f32 lanes).
     Avx512,
@@ -44,7 +44,11 @@ impl Isa {
         match self {
             Isa::Baseline => true,
             #[cfg(target_arch = "x86_64")]
-            Isa::Avx2 => std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma"),
+            Isa::Avx2 => {
+                std::arch::is_x86_feature_detected!("avx2")
+                    && std::arch::is_x86_feature_detected!("fma")
+                    && std::arch::is_x86_feature_detected!("popcnt")
+            }
             #[cfg(target_arch = "x86_64")]
             Isa::Avx512 => {
                 std::arch::is_x86_feature_detected!("avx512f")
@@ -72,27 +76,41 @@ impl Isa {
 mod x86 {
     use super::{kernels, DetectArgs, WeightArgs};
 
-    #[target_feature(enable = "avx2,fma")]
+    #[target_feature(enable = "avx2,fma,popcnt")]
     pub(super) fn weights_avx2<const L: usize>(a: &mut WeightArgs<'_>) {
         kernels::weights::<L>(a)
     }
-    #[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,avx2,fma")]
+    #[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,avx2,fma,popcnt")]
     pub(super) fn weights_avx512<const L: usize>(a: &mut WeightArgs<'_>) {
         kernels::weights::<L>(a)
     }
-    #[target_feature(enable = "avx2,fma")]
-    pub(super) fn detect_avx2<const L: usize, const Q: usize, const DEMAP: bool, const CHECK: bool>(a: &mut DetectArgs<'_>) -> u64 {
+    #[target_feature(enable = "avx2,fma,popcnt")]
+    pub(super) fn detect_avx2<
+        const L: usize,
+        const Q: usize,
+        const DEMAP: bool,
+        const CHECK: bool,
+    >(
+        a: &mut DetectArgs<'_>,
+    ) -> u64 {
         kernels::detect::<L, Q, DEMAP, CHECK>(a)
     }
-    #[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,avx2,fma")]
-    pub(super) fn detect_avx512<const L: usize, const Q: usize, const DEMAP: bool, const CHECK: bool>(a: &mut DetectArgs<'_>) -> u64 {
+    #[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,avx2,fma,popcnt")]
+    pub(super) fn detect_avx512<
+        const L: usize,
+        const Q: usize,
+        const DEMAP: bool,
+        const CHECK: bool,
+    >(
+        a: &mut DetectArgs<'_>,
+    ) -> u64 {
         kernels::detect::<L, Q, DEMAP, CHECK>(a)
     }
-    #[target_feature(enable = "avx2,fma")]
+    #[target_feature(enable = "avx2,fma,popcnt")]
     pub(super) fn widen_avx2(iq: &[i16], scale: f32, re: &mut [f32], im: &mut [f32]) {
         kernels::widen(iq, scale, re, im)
     }
-    #[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,avx2,fma")]
+    #[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,avx2,fma,popcnt")]
     pub(super) fn widen_avx512(iq: &[i16], scale: f32, re: &mut [f32], im: &mut [f32]) {
         kernels::widen(iq, scale, re, im)
     }
@@ -103,17 +121,20 @@ pub(super) fn weights<const L: usize>(isa: Isa, a: &mut WeightArgs<'_>) {
     match isa {
         #[cfg(target_arch = "x86_64")]
         // SAFETY: `isa` comes from `Isa::detect` or was checked with
-        // `Isa::available` when the processor was built, so the CPU has AVX2+FMA.
+        // `Isa::available` when the processor was built, so the CPU has AVX2, FMA and POPCNT.
         Isa::Avx2 => unsafe { x86::weights_avx2::<L>(a) },
         #[cfg(target_arch = "x86_64")]
-        // SAFETY: as above, the CPU has AVX-512 F/BW/DQ/VL, AVX2 and FMA.
+        // SAFETY: as above, the CPU has AVX-512 F/BW/DQ/VL, AVX2, FMA and POPCNT.
         Isa::Avx512 => unsafe { x86::weights_avx512::<L>(a) },
         _ => kernels::weights::<L>(a),
     }
 }
 
 /// Equalises, demaps and checks with the code path of `isa`; returns bit errors.
-pub(super) fn detect<const L: usize, const Q: usize, const DEMAP: bool, const CHECK: bool>(isa: Isa, a: &mut DetectArgs<'_>) -> u64 {
+pub(super) fn detect<const L: usize, const Q: usize, const DEMAP: bool, const CHECK: bool>(
+    isa: Isa,
+    a: &mut DetectArgs<'_>,
+) -> u64 {
     match isa {
         #[cfg(target_arch = "x86_64")]
         // SAFETY: `isa` was checked with `Isa::available` (see `weights`).
@@ -135,5 +156,25 @@ pub(super) fn widen(isa: Isa, iq: &[i16], scale: f32, re: &mut [f32], im: &mut [
         // SAFETY: `isa` was checked with `Isa::available` (see `weights`).
         Isa::Avx512 => unsafe { x86::widen_avx512(iq, scale, re, im) },
         _ => kernels::widen(iq, scale, re, im),
+    }
+}
+
+/// Sign bits of 16 bytes: bit `i` is set when `v[i] < 0` (`pmovmskb`).
+#[inline(always)]
+pub(super) fn sign_mask16(v: &[i8; 16]) -> u16 {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::{__m128i, _mm_loadu_si128, _mm_movemask_epi8};
+        // SAFETY: SSE2 is part of the x86_64 baseline, so both intrinsics exist
+        // on every x86_64 CPU; the unaligned load reads exactly the 16 bytes of `v`.
+        unsafe { _mm_movemask_epi8(_mm_loadu_si128(v.as_ptr().cast::<__m128i>())) as u16 }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let mut m = 0u16;
+        for (i, &b) in v.iter().enumerate() {
+            m |= u16::from(b < 0) << i;
+        }
+        m
     }
 }

@@ -9,8 +9,13 @@
 
 /// Subcarriers per block (one 512-bit vector of `f32`).
 pub const LANES: usize = 16;
+/// Blocks per tile in [`detect`].
+const TILE: usize = 8;
 type V = [f32; LANES];
 const Z: V = [0.0; LANES];
+/// 1.5·2²³: adding it to |v| < 2²² leaves round(v) in the low mantissa bits.
+const ROUND_MAGIC: f32 = 12_582_912.0;
+const ROUND_MAGIC_BITS: i32 = 0x4B40_0000;
 
 /// Inputs and outputs of [`weights`].
 pub struct WeightArgs<'a> {
@@ -34,6 +39,27 @@ pub struct WeightArgs<'a> {
     pub w_im: &'a mut [f32],
     /// LLR scale per `[layer][subcarrier]`: 4 / post-equaliser noise variance in level units.
     pub c: &'a mut [f32],
+}
+
+/// `max` as a compare-and-select (vectorises to `maxps`; `f32::max` with its
+/// NaN rules does not always).
+#[inline(always)]
+fn fmax(a: f32, b: f32) -> f32 {
+    if a > b {
+        a
+    } else {
+        b
+    }
+}
+
+/// `min` as a compare-and-select.
+#[inline(always)]
+fn fmin(a: f32, b: f32) -> f32 {
+    if a < b {
+        a
+    } else {
+        b
+    }
 }
 
 #[inline(always)]
@@ -65,7 +91,7 @@ pub fn weights<const L: usize>(a: &mut WeightArgs<'_>) {
             }
             let mut inv = Z;
             for i in 0..LANES {
-                inv[i] = norm / nrm[i].max(1e-30);
+                inv[i] = norm / fmax(nrm[i], 1e-30);
             }
             for ant in 0..an {
                 let hr = load(a.h_re, ant * a.nscp + o);
@@ -162,8 +188,8 @@ pub fn weights<const L: usize>(a: &mut WeightArgs<'_>) {
         for l in 0..L {
             let c = &mut a.c[l * a.nscp + o..][..LANES];
             for i in 0..LANES {
-                let mu = (1.0 - n0 * ir[l][l][i]).max(1e-20);
-                let one_minus = (n0 * ir[l][l][i]).max(1e-30);
+                let mu = fmax(1.0 - n0 * ir[l][l][i], 1e-20);
+                let one_minus = fmax(n0 * ir[l][l][i], 1e-30);
                 rs[l][i] = norm / mu;
                 c[i] = 4.0 * mu / (norm * norm * one_minus);
             }
@@ -241,67 +267,82 @@ pub struct DetectArgs<'a> {
 /// `DEMAP = false` stops after equalisation, `CHECK = false` after demapping
 /// (for per-stage benches).
 #[inline(always)]
-pub fn detect<const L: usize, const Q: usize, const DEMAP: bool, const CHECK: bool>(a: &mut DetectArgs<'_>) -> u64 {
+pub fn detect<const L: usize, const Q: usize, const DEMAP: bool, const CHECK: bool>(
+    a: &mut DetectArgs<'_>,
+) -> u64 {
     let an = a.antennas;
     let nd = a.data_syms.len();
     let m = Q / 2;
     let mut errors = 0u64;
-    for blk in 0..a.nblk {
-        let o = blk * LANES;
-        let wb = blk * L * an * LANES;
-        let valid: u16 = if o + LANES <= a.nsc { u16::MAX } else { ((1u32 << (a.nsc - o)) - 1) as u16 };
+    // Tiles of TILE blocks: the tile's weights stay in L1 while every data
+    // symbol passes, and each grid row is read in runs of TILE·64 bytes.
+    for tile in (0..a.nblk).step_by(TILE) {
         for (ds, &sym) in a.data_syms.iter().enumerate() {
-            let mut xr = [Z; L];
-            let mut xi = [Z; L];
-            for ant in 0..an {
-                let yo = (ant * 14 + usize::from(sym)) * a.nscp + o;
-                let yr = load(a.y_re, yo);
-                let yi = load(a.y_im, yo);
-                for l in 0..L {
-                    let wo = wb + (l * an + ant) * LANES;
-                    let wr = load(a.w_re, wo);
-                    let wi = load(a.w_im, wo);
-                    for i in 0..LANES {
-                        xr[l][i] += wr[i] * yr[i] - wi[i] * yi[i];
-                        xi[l][i] += wr[i] * yi[i] + wi[i] * yr[i];
-                    }
-                }
-            }
-            if !DEMAP {
-                for l in 0..L {
-                    for i in 0..LANES {
-                        a.sink[i] += xr[l][i] + xi[l][i];
-                    }
-                }
-                continue;
-            }
-            for l in 0..L {
-                let c = load(a.c, l * a.nscp + o);
-                let row = (l * nd + ds) * Q;
-                let mut tr = xr[l];
-                let mut ti = xi[l];
-                for j in 0..m {
-                    if j > 0 {
-                        let half = (1u32 << (m - j)) as f32;
+            for blk in tile..(tile + TILE).min(a.nblk) {
+                let o = blk * LANES;
+                let wb = blk * L * an * LANES;
+                let valid: u16 = if o + LANES <= a.nsc {
+                    u16::MAX
+                } else {
+                    ((1u32 << (a.nsc - o)) - 1) as u16
+                };
+                let mut xr = [Z; L];
+                let mut xi = [Z; L];
+                for ant in 0..an {
+                    let yo = (ant * 14 + usize::from(sym)) * a.nscp + o;
+                    let yr = load(a.y_re, yo);
+                    let yi = load(a.y_im, yo);
+                    for l in 0..L {
+                        let wo = wb + (l * an + ant) * LANES;
+                        let wr = load(a.w_re, wo);
+                        let wi = load(a.w_im, wo);
                         for i in 0..LANES {
-                            tr[i] = half - tr[i].abs();
-                            ti[i] = half - ti[i].abs();
+                            xr[l][i] += wr[i] * yr[i] - wi[i] * yi[i];
+                            xi[l][i] += wr[i] * yi[i] + wi[i] * yr[i];
                         }
                     }
-                    for (b, t) in [(2 * j, &tr), (2 * j + 1, &ti)] {
-                        let out = &mut a.llr[(row + b) * a.nscp + o..][..LANES];
-                        let mut q = [0i8; LANES];
+                }
+                if !DEMAP {
+                    for l in 0..L {
                         for i in 0..LANES {
-                            q[i] = (c[i] * t[i]).clamp(-127.0, 127.0) as i8;
+                            a.sink[i] += xr[l][i] + xi[l][i];
                         }
-                        out.copy_from_slice(&q);
-                        if CHECK {
-                            let mut mask = 0u16;
+                    }
+                    continue;
+                }
+                for l in 0..L {
+                    let c = load(a.c, l * a.nscp + o);
+                    let row = (l * nd + ds) * Q;
+                    let mut tr = xr[l];
+                    let mut ti = xi[l];
+                    for j in 0..m {
+                        if j > 0 {
+                            let half = (1u32 << (m - j)) as f32;
                             for i in 0..LANES {
-                                mask |= u16::from(q[i] < 0) << i;
+                                tr[i] = half - tr[i].abs();
+                                ti[i] = half - ti[i].abs();
                             }
-                            let exp = a.expected[(row + b) * a.nblk + blk];
-                            errors += u64::from(((mask ^ exp) & valid).count_ones());
+                        }
+                        for (b, t) in [(2 * j, &tr), (2 * j + 1, &ti)] {
+                            let out = &mut a.llr[(row + b) * a.nscp + o..][..LANES];
+                            // Saturate in f32 and round to the nearest integer with the
+                            // 1.5·2²³ trick (vectorises; a saturating `as i32` does not).
+                            let mut q = [0i32; LANES];
+                            for i in 0..LANES {
+                                let v = fmin(fmax(c[i] * t[i], -127.0), 127.0);
+                                q[i] = ((v + ROUND_MAGIC).to_bits() as i32)
+                                    .wrapping_sub(ROUND_MAGIC_BITS);
+                            }
+                            let mut qb = [0i8; LANES];
+                            for i in 0..LANES {
+                                qb[i] = q[i] as i8;
+                            }
+                            out.copy_from_slice(&qb);
+                            if CHECK {
+                                let mask = super::dispatch::sign_mask16(&qb);
+                                let exp = a.expected[(row + b) * a.nblk + blk];
+                                errors += u64::from(((mask ^ exp) & valid).count_ones());
+                            }
                         }
                     }
                 }
@@ -315,7 +356,11 @@ pub fn detect<const L: usize, const Q: usize, const DEMAP: bool, const CHECK: bo
 #[inline(always)]
 pub fn widen(iq: &[i16], scale: f32, re: &mut [f32], im: &mut [f32]) {
     let n = re.len().min(im.len()).min(iq.len() / 2);
-    for ((pair, r), m) in iq[..2 * n].chunks_exact(2).zip(&mut re[..n]).zip(&mut im[..n]) {
+    for ((pair, r), m) in iq[..2 * n]
+        .chunks_exact(2)
+        .zip(&mut re[..n])
+        .zip(&mut im[..n])
+    {
         *r = f32::from(pair[0]) * scale;
         *m = f32::from(pair[1]) * scale;
     }
