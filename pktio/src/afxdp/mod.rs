@@ -588,6 +588,8 @@ struct XskQueue {
     /// Receive frames waiting for room in the fill ring (the kernel
     /// publishes its fill-ring consumer index lazily).
     fill_pending: Vec<u64>,
+    /// Multi-buffer reassembly (per queue: a chain never spans queues).
+    asm: Assembly,
 }
 
 impl XskQueue {
@@ -613,7 +615,9 @@ impl XskQueue {
         let tx_free = (rx_frames..g.frames).rev().map(|i| i as u64 * g.frame_size as u64).collect();
         let mut fill_pending = Vec::with_capacity(rx_frames as usize);
         fill_pending.extend((n..rx_frames).map(|i| i as u64 * g.frame_size as u64));
-        Ok(XskQueue { queue_id, fd, _umem_fd: umem_fd, umem, fill, comp, rx, tx, tx_free, fill_pending })
+        let asm_len = if g.max_frame > g.rx_space() { g.max_frame as usize } else { 0 };
+        let asm = Assembly { buf: vec![0; asm_len], len: 0, active: false, overflow: false };
+        Ok(XskQueue { queue_id, fd, _umem_fd: umem_fd, umem, fill, comp, rx, tx, tx_free, fill_pending, asm })
     }
 
     /// Moves pending receive frames into the fill ring as far as it has room.
@@ -660,7 +664,6 @@ pub struct AfXdp {
     /// Kept last so the program is detached after the sockets close.
     attachment: Option<Attachment>,
     from_handoff: bool,
-    asm: Assembly,
     tx_scratch: Vec<u8>,
     pollfds: Vec<libc::pollfd>,
     stats: IoStats,
@@ -784,7 +787,6 @@ impl AfXdp {
             next_q: 0,
             attachment,
             from_handoff,
-            asm: Assembly { buf: vec![0; geo.max_frame as usize], len: 0, active: false, overflow: false },
             tx_scratch: vec![0; if mode.multi_buffer { geo.max_frame as usize } else { 0 }],
             pollfds,
             queues,
@@ -839,8 +841,8 @@ impl AfXdp {
         for i in 0..n {
             let d = q.rx.read(i);
             let contd = d.options & sys::XDP_PKT_CONTD != 0;
-            if sg && (contd || self.asm.active) {
-                let a = &mut self.asm;
+            if sg && (contd || q.asm.active) {
+                let a = &mut q.asm;
                 if !a.active {
                     a.active = true;
                     a.len = 0;
