@@ -259,6 +259,7 @@ pub struct FrameBuilder<'b> {
     /// Offset of numberOfSections for C-plane messages.
     nsec_at: Option<usize>,
     type3: bool,
+    uplane: bool,
     sections: usize,
 }
 
@@ -274,7 +275,7 @@ impl<'b> FrameBuilder<'b> {
     fn start(buf: &'b mut [u8], eth: &EthHeader, t: MessageType) -> Result<FrameBuilder<'b>, FhError> {
         let n = eth.write(buf)?;
         CommonHeader { message_type: t, payload_size: 0 }.write(&mut buf[n..])?;
-        Ok(FrameBuilder { buf, pos: n + COMMON_HEADER_LEN, ecpri_at: n, nsec_at: None, type3: false, sections: 0 })
+        Ok(FrameBuilder { buf, pos: n + COMMON_HEADER_LEN, ecpri_at: n, nsec_at: None, type3: false, uplane: t == MessageType::IqData, sections: 0 })
     }
 
     /// Starts a U-plane frame: Ethernet, eCPRI (type 0), PC_ID/SEQ_ID and the
@@ -318,6 +319,7 @@ impl<'b> FrameBuilder<'b> {
     /// (`num_prb · 24` values, interleaved I, Q) with the header's width and
     /// compression.
     pub fn push_usection(&mut self, h: &USectionHeader, iq: &[i16]) -> Result<(), FhError> {
+        self.check_uplane()?;
         let need = usize::from(h.num_prb) * bfp::SAMPLES_PER_PRB;
         if iq.len() != need {
             return Err(FhError::IqLength { need, have: iq.len() });
@@ -335,6 +337,7 @@ impl<'b> FrameBuilder<'b> {
     /// Appends a U-plane section whose PRB payload is already encoded
     /// (`payload.len()` must equal [`USectionHeader::payload_len`]).
     pub fn push_usection_raw(&mut self, h: &USectionHeader, payload: &[u8]) -> Result<(), FhError> {
+        self.check_uplane()?;
         if payload.len() != h.payload_len() {
             return Err(FhError::SectionPastPacket { section_id: h.section_id, need: h.payload_len(), have: payload.len() });
         }
@@ -344,6 +347,14 @@ impl<'b> FrameBuilder<'b> {
         self.pos += n + payload.len();
         self.sections += 1;
         Ok(())
+    }
+
+    fn check_uplane(&self) -> Result<(), FhError> {
+        if self.uplane {
+            Ok(())
+        } else {
+            Err(FhError::Config { field: "section", reason: "u-plane section pushed to a frame that is not u-plane" })
+        }
     }
 
     /// Appends a C-plane section (of the type the frame was started with).
@@ -384,6 +395,9 @@ impl<'b> FrameBuilder<'b> {
         let payload = self.pos - self.ecpri_at - COMMON_HEADER_LEN;
         let size = u16::try_from(payload).map_err(|_| FhError::FieldRange { field: "ecpri payload size", value: payload as u32, max: 65535 })?;
         room(self.buf, self.pos, trailer.len())?;
+        if self.uplane && self.sections == 0 {
+            return Err(FhError::NoSection);
+        }
         if let Some(at) = self.nsec_at {
             if self.sections == 0 {
                 return Err(FhError::NoSection);

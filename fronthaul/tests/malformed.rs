@@ -224,3 +224,15 @@ fn builder_rejects_bad_fields_and_small_buffers() {
     assert!(matches!(b.push_usection(&USectionHeader { section_id: 4096, ..section(0, 0) }, &[]), Err(FhError::FieldRange { field: "sectionId", .. })));
     assert!(matches!(RtcHeader { subseq_id: 128, ..RtcHeader::new(0, 0) }.write(&mut [0u8; 4]), Err(FhError::FieldRange { field: "subSeqId", .. })));
 }
+
+#[test]
+fn builder_refuses_empty_and_mismatched_sections() {
+    let mut buf = [0u8; 200];
+    let app = AppHeader::new(Direction::Uplink, 0, 0, 0, 0);
+    let b = FrameBuilder::uplane(&mut buf, &EthHeader::default(), &RtcHeader::new(0, 0), &app, 1).unwrap();
+    assert_eq!(b.finish(&[]), Err(FhError::NoSection));
+    let ch = CPlaneHeader { num_sections: 0, section_type: 1, ud_comp_hdr: 0, type3: None };
+    let mut b = FrameBuilder::cplane(&mut buf, &EthHeader::default(), &RtcHeader::new(0, 0), &app, 1, &ch).unwrap();
+    assert!(matches!(b.push_usection(&section(0, 1), &[0; 24]), Err(FhError::Config { .. })));
+    assert_eq!(b.finish(&[]), Err(FhError::NoSection));
+}
