@@ -1,41 +1,111 @@
 //! AF_PACKET driven by io_uring.
 //!
-//! The same bound raw socket as [`crate::afpacket`], but receive keeps
-//! `batch` `IORING_OP_RECVMSG` requests in flight (one per preallocated
-//! buffer), re-arming each as soon as its frame has been lent to the caller;
-//! blocking waits are one `io_uring_enter` with a timeout. Transmit queues one
-//! `IORING_OP_SEND` per frame on a second ring and submits them with one
+//! The same bound raw socket as [`crate::afpacket`]. Receive is one
+//! multishot `IORING_OP_RECVMSG` fed from a provided-buffer ring of 256
+//! preallocated buffers: every frame is one completion naming the buffer it
+//! landed in; the buffer goes back to the ring as soon as the frame has been
+//! lent to the caller, and the request is re-armed if the kernel ended it.
+//! A blocking wait is one `io_uring_enter` with a timeout. Transmit queues
+//! one `IORING_OP_SEND` per frame on a second ring and submits them with one
 //! `io_uring_enter`, waiting for their completions (so the buffers can be
 //! reused). Compared with blocking AF_PACKET in docs/transport.md.
 //!
-//! The `unsafe` here is the io_uring contract (buffers outlive their
-//! requests), fenced in this module with `// SAFETY:` comments.
+//! The `unsafe` here is the io_uring contract (buffers and the buffer ring
+//! outlive the requests that use them), fenced in this module with
+//! `// SAFETY:` comments.
 
+use std::alloc::Layout;
 use std::os::fd::{AsRawFd, OwnedFd};
-use io_uring::{opcode, types, IoUring};
+use std::sync::atomic::{AtomicU16, Ordering};
+
+use io_uring::{cqueue, opcode, types, IoUring};
 
 use crate::afpacket::{kernel_drops, open_socket, AfPacketConfig};
 use crate::sys::{self, os_err_from};
 use crate::{IoStats, PacketIo, PktError, Wait};
 
-/// Receive slot storage: buffers and headers at stable heap addresses.
-struct RxSlots {
+/// Buffers in the provided-buffer ring.
+const NBUF: u16 = 256;
+/// Buffer group id.
+const BGID: u16 = 0xc1;
+/// user_data of the multishot receive.
+const RECV_TAG: u64 = 1;
+/// user_data of the cancel request.
+const CANCEL_TAG: u64 = u64::MAX;
+
+/// The provided-buffer ring and the buffers it hands out.
+struct BufRing {
+    ring: *mut types::BufRingEntry,
+    layout: Layout,
     bufs: Box<[u8]>,
-    iovs: Box<[libc::iovec]>,
-    addrs: Box<[libc::sockaddr_ll]>,
-    hdrs: Box<[libc::msghdr]>,
-    frame: usize,
+    buf_len: usize,
+    tail: u16,
+}
+
+impl BufRing {
+    fn new(buf_len: usize) -> BufRing {
+        let layout = Layout::from_size_align(NBUF as usize * std::mem::size_of::<types::BufRingEntry>(), 4096).expect("layout");
+        // SAFETY: non-zero size; the memory is zeroed, a valid state for the
+        // plain-data ring entries; freed in Drop with the same layout.
+        let ring = unsafe { std::alloc::alloc_zeroed(layout) } as *mut types::BufRingEntry;
+        if ring.is_null() {
+            std::alloc::handle_alloc_error(layout);
+        }
+        let mut r = BufRing { ring, layout, bufs: vec![0u8; NBUF as usize * buf_len].into_boxed_slice(), buf_len, tail: 0 };
+        for bid in 0..NBUF {
+            r.push(bid);
+        }
+        r.publish();
+        r
+    }
+
+    /// Puts buffer `bid` at the ring's tail (published by [`BufRing::publish`]).
+    fn push(&mut self, bid: u16) {
+        let idx = (self.tail & (NBUF - 1)) as usize;
+        let addr = self.bufs[bid as usize * self.buf_len..].as_ptr() as u64;
+        // SAFETY: idx < NBUF, inside the allocation; the kernel reads only
+        // entries between its head and our published tail, and this one is
+        // past the published tail.
+        let e = unsafe { &mut *self.ring.add(idx) };
+        e.set_addr(addr);
+        e.set_len(self.buf_len as u32);
+        e.set_bid(bid);
+        self.tail = self.tail.wrapping_add(1);
+    }
+
+    fn publish(&self) {
+        // SAFETY: the tail is the u16 `resv` field of entry 0, inside the
+        // allocation and 2-byte aligned; the kernel reads it concurrently, so
+        // it is written atomically with release ordering (entries first).
+        let tail = unsafe { &*(types::BufRingEntry::tail(self.ring) as *const AtomicU16) };
+        tail.store(self.tail, Ordering::Release);
+    }
+
+    fn buf(&self, bid: u16) -> &[u8] {
+        &self.bufs[bid as usize * self.buf_len..(bid as usize + 1) * self.buf_len]
+    }
+}
+
+impl Drop for BufRing {
+    fn drop(&mut self) {
+        // SAFETY: allocated in `new` with this layout. The io_uring that used
+        // it is dropped first (field order) and the kernel pins its own
+        // reference to the pages while registered.
+        unsafe { std::alloc::dealloc(self.ring as *mut u8, self.layout) };
+    }
 }
 
 /// AF_PACKET socket whose receive and transmit go through io_uring.
 pub struct AfPacketUring {
     // Field order: rings first, so they are torn down before the buffers
-    // their requests point to (Drop also cancels and drains them).
+    // their requests point to (Drop also cancels and drains the receive).
     rx_ring: IoUring,
     tx_ring: IoUring,
-    rx: RxSlots,
+    bufring: BufRing,
+    msghdr: Box<libc::msghdr>,
+    armed: bool,
     tx_bufs: Box<[u8]>,
-    inflight: usize,
+    batch: usize,
     fd: OwnedFd,
     ifname: String,
     mtu: u32,
@@ -44,11 +114,13 @@ pub struct AfPacketUring {
     ethertype: Option<u16>,
     stats: IoStats,
     enters: u64,
+    rearms: u64,
     kernel_drops: std::cell::Cell<u64>,
 }
 
-// SAFETY: the raw pointers inside `rx` point only into this struct's own heap
-// buffers; the rings are owned; nothing is shared with another thread.
+// SAFETY: the raw pointers (buffer ring, msghdr) point only into this
+// struct's own allocations; the rings are owned; nothing is shared with
+// another thread.
 unsafe impl Send for AfPacketUring {}
 
 impl std::fmt::Debug for AfPacketUring {
@@ -58,114 +130,116 @@ impl std::fmt::Debug for AfPacketUring {
 }
 
 fn uring_err(op: String, e: std::io::Error) -> PktError {
-    if matches!(e.raw_os_error(), Some(libc::ENOSYS) | Some(libc::EPERM)) {
-        PktError::Unsupported(format!("{op}: io_uring unavailable ({e})"))
+    if matches!(e.raw_os_error(), Some(libc::ENOSYS) | Some(libc::EPERM) | Some(libc::EINVAL)) {
+        PktError::Unsupported(format!("{op}: io_uring feature unavailable ({e})"))
     } else {
         os_err_from(op, e)
     }
 }
 
 impl AfPacketUring {
-    /// Opens the socket on `ifname` (calling thread's namespace) and arms
-    /// `cfg.batch` receive requests.
+    /// Opens the socket on `ifname` (calling thread's namespace), registers
+    /// the buffer ring and arms the multishot receive.
     pub fn open(ifname: &str, cfg: &AfPacketConfig) -> Result<AfPacketUring, PktError> {
         let s = open_socket(ifname, cfg)?;
         let n = cfg.batch;
         let entries = (n as u32).next_power_of_two().max(8);
-        let rx_ring = IoUring::new(entries * 2).map_err(|e| uring_err(format!("create io_uring for {ifname}"), e))?;
+        let rx_ring = IoUring::new(64).map_err(|e| uring_err(format!("create io_uring for {ifname}"), e))?;
         let tx_ring = IoUring::new(entries).map_err(|e| uring_err(format!("create io_uring for {ifname}"), e))?;
-        let frame = s.max_frame;
-        let mut bufs = vec![0u8; n * frame].into_boxed_slice();
-        let mut addrs: Box<[libc::sockaddr_ll]> = (0..n).map(|_| sys::zeroed_sockaddr_ll()).collect();
-        let iovs: Box<[libc::iovec]> =
-            (0..n).map(|i| libc::iovec { iov_base: bufs[i * frame..].as_mut_ptr().cast(), iov_len: frame }).collect();
-        let hdrs: Box<[libc::msghdr]> = (0..n)
-            .map(|i| {
-                let mut h = sys::zeroed_msghdr();
-                h.msg_iov = (&iovs[i] as *const libc::iovec).cast_mut();
-                h.msg_iovlen = 1;
-                h.msg_name = (&mut addrs[i] as *mut libc::sockaddr_ll).cast();
-                h.msg_namelen = std::mem::size_of::<libc::sockaddr_ll>() as u32;
-                h
-            })
-            .collect();
+        let name_len = std::mem::size_of::<libc::sockaddr_ll>();
+        // recvmsg_out header + name + payload, rounded up.
+        let buf_len = (16 + name_len + s.max_frame).div_ceil(64) * 64;
+        let bufring = BufRing::new(buf_len);
+        // SAFETY: the ring memory is page aligned, holds NBUF entries and
+        // stays allocated (and unmoved: it is a raw allocation) while the
+        // io_uring lives; the buffers it names live in `bufring.bufs`.
+        unsafe { rx_ring.submitter().register_buf_ring_with_flags(bufring.ring as u64, NBUF, BGID, 0) }
+            .map_err(|e| uring_err(format!("register io_uring buffer ring for {ifname}"), e))?;
+        let mut msghdr = Box::new(sys::zeroed_msghdr());
+        msghdr.msg_namelen = name_len as u32;
         let mut me = AfPacketUring {
             rx_ring,
             tx_ring,
-            rx: RxSlots { bufs, iovs, addrs, hdrs, frame },
-            tx_bufs: vec![0u8; n * frame].into_boxed_slice(),
-            inflight: 0,
+            bufring,
+            msghdr,
+            armed: false,
+            tx_bufs: vec![0u8; n * s.max_frame].into_boxed_slice(),
+            batch: n,
             fd: s.fd,
             ifname: ifname.to_string(),
             mtu: s.mtu,
-            max_frame: frame,
+            max_frame: s.max_frame,
             qdisc_bypass: s.qdisc_bypass,
             ethertype: cfg.ethertype,
             stats: IoStats::default(),
             enters: 0,
+            rearms: 0,
             kernel_drops: std::cell::Cell::new(0),
         };
-        for i in 0..n {
-            me.arm(i)?;
-        }
-        me.rx_ring.submit().map_err(|e| uring_err(format!("submit io_uring receives for {ifname}"), e))?;
+        me.arm()?;
+        me.rx_ring.submit().map_err(|e| uring_err(format!("submit io_uring receive for {ifname}"), e))?;
         Ok(me)
     }
 
-    /// Queues a RECVMSG for slot `i`.
-    fn arm(&mut self, i: usize) -> Result<(), PktError> {
-        self.rx.hdrs[i].msg_namelen = std::mem::size_of::<libc::sockaddr_ll>() as u32;
-        self.rx.hdrs[i].msg_flags = 0;
-        let e = opcode::RecvMsg::new(types::Fd(self.fd.as_raw_fd()), &mut self.rx.hdrs[i]).build().user_data(i as u64);
-        // SAFETY: the msghdr, iovec, sockaddr and buffer of slot `i` live in
-        // boxed slices owned by `self`, are not touched by us until the
-        // request completes, and outlive it (Drop cancels and drains requests
-        // before the slices are freed).
+    /// Queues the multishot RECVMSG.
+    fn arm(&mut self) -> Result<(), PktError> {
+        let e = opcode::RecvMsgMulti::new(types::Fd(self.fd.as_raw_fd()), &*self.msghdr, BGID).build().user_data(RECV_TAG);
+        // SAFETY: the msghdr is boxed in `self` and outlives the request
+        // (Drop cancels and drains it); its buffers come from the registered
+        // buffer ring, also owned by `self`.
         unsafe { self.rx_ring.submission().push(&e) }
             .map_err(|_| PktError::Unsupported("io_uring submission queue full".into()))?;
-        self.inflight += 1;
+        self.armed = true;
+        self.rearms += 1;
         Ok(())
     }
 
     fn reap(&mut self, max: usize, on_frame: &mut dyn FnMut(&[u8])) -> Result<usize, PktError> {
         let mut delivered = 0;
-        let mut rearm = [0usize; 64];
-        loop {
-            let mut k = 0;
-            for cqe in self.rx_ring.completion().take(max.min(64)) {
-                rearm[k] = cqe.user_data() as usize;
-                k += 1;
-                let i = cqe.user_data() as usize;
-                let r = cqe.result();
-                self.inflight -= 1;
-                if r < 0 {
-                    if r == -libc::ECANCELED {
-                        continue;
-                    }
-                    return Err(os_err_from(
-                        format!("io_uring receive on AF_PACKET socket of {}", self.ifname),
-                        std::io::Error::from_raw_os_error(-r),
-                    ));
+        let mut err = None;
+        let mut recycled = false;
+        for cqe in self.rx_ring.completion().take(max) {
+            if cqe.user_data() != RECV_TAG {
+                continue;
+            }
+            let flags = cqe.flags();
+            if !cqueue::more(flags) {
+                self.armed = false;
+            }
+            let r = cqe.result();
+            if r < 0 {
+                if r != -libc::ENOBUFS && r != -libc::ECANCELED {
+                    err = Some(std::io::Error::from_raw_os_error(-r));
                 }
-                if self.rx.addrs[i].sll_pkttype == libc::PACKET_OUTGOING || self.rx.hdrs[i].msg_flags & libc::MSG_TRUNC != 0 {
-                    if self.rx.hdrs[i].msg_flags & libc::MSG_TRUNC != 0 {
-                        self.stats.rx_dropped += 1;
-                    }
-                    continue;
+                continue;
+            }
+            let Some(bid) = cqueue::buffer_select(flags) else { continue };
+            let buf = self.bufring.buf(bid);
+            if let Ok(out) = types::RecvMsgOut::parse(buf, &self.msghdr) {
+                let name = out.name_data();
+                let outgoing = name.len() > 10 && name[10] == libc::PACKET_OUTGOING;
+                if out.is_payload_truncated() {
+                    self.stats.rx_dropped += 1;
+                } else if !outgoing {
+                    let p = out.payload_data();
+                    on_frame(p);
+                    delivered += 1;
+                    self.stats.rx_frames += 1;
+                    self.stats.rx_bytes += p.len() as u64;
                 }
-                let len = r as usize;
-                let f = self.rx.frame;
-                on_frame(&self.rx.bufs[i * f..i * f + len]);
-                delivered += 1;
-                self.stats.rx_frames += 1;
-                self.stats.rx_bytes += len as u64;
             }
-            for &i in &rearm[..k] {
-                self.arm(i)?;
-            }
-            if k == 0 || delivered >= max {
-                break;
-            }
+            self.bufring.push(bid);
+            recycled = true;
+        }
+        if recycled {
+            self.bufring.publish();
+        }
+        if let Some(e) = err {
+            return Err(os_err_from(format!("io_uring receive on AF_PACKET socket of {}", self.ifname), e));
+        }
+        if !self.armed {
+            self.arm()?;
+            self.rx_ring.submit().map_err(|e| os_err_from("submit io_uring receive", e))?;
         }
         Ok(delivered)
     }
@@ -186,7 +260,6 @@ impl PacketIo for AfPacketUring {
         }
         let n = self.reap(max, on_frame)?;
         if n > 0 {
-            self.rx_ring.submit().map_err(|e| os_err_from("submit io_uring receives", e))?;
             return Ok(n);
         }
         self.enters += 1;
@@ -204,15 +277,11 @@ impl PacketIo for AfPacketUring {
                 }
             }
         }
-        let n = self.reap(max, on_frame)?;
-        if n > 0 {
-            self.rx_ring.submit().map_err(|e| os_err_from("submit io_uring receives", e))?;
-        }
-        Ok(n)
+        self.reap(max, on_frame)
     }
 
     fn send_batch(&mut self, count: usize, fill: &mut dyn FnMut(usize, &mut [u8]) -> usize) -> Result<usize, PktError> {
-        let per = self.rx.hdrs.len();
+        let per = self.batch;
         let f = self.max_frame;
         let mut sent = 0;
         let mut i = 0;
@@ -270,8 +339,9 @@ impl PacketIo for AfPacketUring {
             "interface": self.ifname,
             "mtu": self.mtu,
             "ethertype": self.ethertype.map(|e| format!("0x{e:04x}")).unwrap_or_else(|| "all".into()),
-            "io": "io_uring recvmsg/send",
-            "receives_in_flight": self.inflight,
+            "io": "io_uring multishot recvmsg (provided-buffer ring) / send",
+            "buffers": NBUF,
+            "receive_rearms": self.rearms,
             "qdisc_bypass": self.qdisc_bypass,
             "enters": self.enters,
         })
@@ -280,33 +350,33 @@ impl PacketIo for AfPacketUring {
 
 impl Drop for AfPacketUring {
     fn drop(&mut self) {
-        // Cancel the armed receives and wait until the kernel has let go of
-        // every buffer before the slices are freed.
-        let e = opcode::AsyncCancel2::new(types::CancelBuilder::any()).build().user_data(u64::MAX);
-        // SAFETY: a cancel request carries no buffer.
-        if unsafe { self.rx_ring.submission().push(&e) }.is_err() {
+        // Cancel the multishot receive and wait until the kernel has ended it
+        // before the msghdr and the buffers are freed.
+        if !self.armed {
             return;
         }
-        let _ = self.rx_ring.submit();
-        for _ in 0..100 {
-            for cqe in self.rx_ring.completion() {
-                if cqe.user_data() != u64::MAX {
-                    self.inflight = self.inflight.saturating_sub(1);
+        let e = opcode::AsyncCancel::new(RECV_TAG).build().user_data(CANCEL_TAG);
+        // SAFETY: a cancel request carries no buffer.
+        if unsafe { self.rx_ring.submission().push(&e) }.is_ok() {
+            let _ = self.rx_ring.submit();
+            for _ in 0..100 {
+                for cqe in self.rx_ring.completion() {
+                    if cqe.user_data() == RECV_TAG && !cqueue::more(cqe.flags()) {
+                        self.armed = false;
+                    }
                 }
+                if !self.armed {
+                    break;
+                }
+                let ts = types::Timespec::new().nsec(10_000_000);
+                let args = types::SubmitArgs::new().timespec(&ts);
+                let _ = self.rx_ring.submitter().submit_with_args(1, &args);
             }
-            if self.inflight == 0 {
-                break;
-            }
-            let ts = types::Timespec::new().nsec(10_000_000);
-            let args = types::SubmitArgs::new().timespec(&ts);
-            let _ = self.rx_ring.submitter().submit_with_args(1, &args);
         }
-        if self.inflight > 0 {
+        if self.armed {
             // The kernel may still own them: leak rather than free.
-            std::mem::forget(std::mem::take(&mut self.rx.bufs));
-            std::mem::forget(std::mem::take(&mut self.rx.iovs));
-            std::mem::forget(std::mem::take(&mut self.rx.addrs));
-            std::mem::forget(std::mem::take(&mut self.rx.hdrs));
+            std::mem::forget(std::mem::take(&mut self.bufring.bufs));
+            std::mem::forget(std::mem::replace(&mut self.msghdr, Box::new(sys::zeroed_msghdr())));
         }
     }
 }
