@@ -5,7 +5,7 @@
 //! producer writes a frame straight into the next free slot and publishes it
 //! with a release store of the head; the consumer reads it in place after an
 //! acquire load and frees it with a release store of the tail. Nothing is
-//! allocated per frame. The `unsafe` slot access is confined to [`Ring`].
+//! allocated per frame. The `unsafe` slot access is confined to the private `Ring` type.
 
 use std::cell::UnsafeCell;
 use std::sync::atomic::{AtomicUsize, Ordering};
