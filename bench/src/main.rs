@@ -34,8 +34,8 @@ enum Cmd {
         #[arg(long)]
         duration: Option<f64>,
         /// Deployments to compare, e.g. bare,container,kvm.
-        #[arg(long, value_parser = parse_deployments)]
-        deployments: Option<Vec<DeploymentKind>>,
+        #[arg(long)]
+        deployments: Option<String>,
         /// Fronthaul transport.
         #[arg(long, value_enum)]
         transport: Option<TransportChoice>,
@@ -87,6 +87,8 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
                 Some(p) => (Scenario::load(p)?, p.display().to_string()),
                 None => (Scenario::parse(DEFAULT_SCENARIO, "scenarios/default.toml")?, "scenarios/default.toml (built in)".to_string()),
             };
+            let deployments: Option<Vec<DeploymentKind>> =
+                deployments.map(|d| parse_deployments(&d)).transpose().map_err(|e| anyhow::anyhow!("--deployments: {e}"))?;
             s.apply(&Overrides { duration_s: duration, deployments, transport, rounds, worker, poll }, &path)?;
             let stop = Arc::new(AtomicBool::new(false));
             for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
