@@ -7,6 +7,11 @@
 //! reads back what the kernel granted. `stop` and drop kill the worker and
 //! remove the cgroup, the bundle and (with the namespace) the moved link.
 //!
+//! The worker carries `PR_SET_PDEATHSIG(SIGKILL)`: it dies with the
+//! *thread* that launched it (as the bare deployment's worker does), so call
+//! `launch` from a thread that outlives the run (the orchestrator's main
+//! thread), not from a short-lived helper thread.
+//!
 //! The worker holds only CAP_NET_RAW and CAP_IPC_LOCK (see
 //! [`super::bundle::WORKER_CAPS`]); no CAP_NET_ADMIN, CAP_BPF or
 //! CAP_SYS_ADMIN. With `--transport afxdp` in the worker's arguments the
