@@ -223,6 +223,18 @@ fn afxdp_binds_every_active_queue() {
         }
     }
     assert_eq!(seen.len(), 2 * n_per_cpu as usize, "frames from both CPUs (both queues) arrive");
+    drop(rx);
+    // One program per interface: a second AfXdp on the other queue is refused
+    // at the attach step with a clear message.
+    let only = |q: u32| {
+        let ifn = v.if_b.clone();
+        in_netns(&v.ns_b, move || AfXdp::open(&ifn, &XdpConfig { queues: Some(vec![q]), ..XdpConfig::default() }))
+    };
+    let q0 = only(0).unwrap();
+    assert_eq!(q0.queue_ids(), vec![0]);
+    let e = only(1).expect_err("second program on the interface").to_string();
+    eprintln!("second program: {e}");
+    assert!(e.contains("attach XDP program") && e.contains("another XDP program is attached"), "{e}");
 }
 
 #[test]

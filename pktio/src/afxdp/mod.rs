@@ -366,16 +366,14 @@ impl XskHandoff {
             }
         }
         let Some((link, native)) = link else {
-            let (_, last) = errs.pop().expect("at least one attach attempt");
-            let mut why: Vec<String> = errs.iter().map(|(w, e)| format!("{w}: {e}")).collect();
-            let busy = if is_errno(&last, libc::EBUSY) || is_errno(&last, libc::EEXIST) {
+            let (mode, last) = errs.pop().expect("at least one attach attempt");
+            let hint = if is_errno(&last, libc::EBUSY) || is_errno(&last, libc::EEXIST) {
                 " (another XDP program is attached to the interface)"
             } else {
                 privilege_hint(&last)
             };
-            why.push(String::new());
-            let before = if errs.is_empty() { String::new() } else { format!(" after {}", why.join("; ").trim_end_matches("; ")) };
-            return Err(os_err_from(format!("attach XDP program to {ifname}{busy}{before}"), last));
+            let earlier: String = errs.iter().map(|(w, e)| format!("; {w} mode: {e}")).collect();
+            return Err(os_err_from(format!("attach XDP program to {ifname} in {mode} mode{hint}{earlier}"), last));
         };
         Ok(XskHandoff {
             ifname: ifname.to_string(),
