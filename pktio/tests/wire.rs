@@ -324,6 +324,13 @@ fn wait_detached(v: &Veth) -> bool {
 }
 
 fn spawn_child(mode: &str, extra_env: &[(&str, String)], wrapper: &[&str]) -> std::process::Child {
+    spawn_child_dup(mode, extra_env, wrapper, &[])
+}
+
+/// Like [`spawn_child`], with `dups` (from, to) applied with dup2 in the
+/// child before exec (as a runtime does for `--preserve-fds`).
+fn spawn_child_dup(mode: &str, extra_env: &[(&str, String)], wrapper: &[&str], dups: &[(i32, i32)]) -> std::process::Child {
+    use std::os::unix::process::CommandExt;
     let exe = std::env::current_exe().unwrap();
     let (prog, mut args): (String, Vec<String>) = if wrapper.is_empty() {
         (exe.display().to_string(), vec![])
@@ -337,6 +344,21 @@ fn spawn_child(mode: &str, extra_env: &[(&str, String)], wrapper: &[&str]) -> st
     c.args(args).env(CHILD_ENV, mode).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::inherit());
     for (k, val) in extra_env {
         c.env(k, val);
+    }
+    let dups = dups.to_vec();
+    if !dups.is_empty() {
+        // SAFETY: the closure only calls dup2, which is async-signal-safe, on
+        // descriptors this process owns.
+        unsafe {
+            c.pre_exec(move || {
+                for &(from, to) in &dups {
+                    if libc::dup2(from, to) < 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                }
+                Ok(())
+            });
+        }
     }
     c.spawn().unwrap()
 }
@@ -397,16 +419,26 @@ fn afxdp_handoff_to_child_without_capabilities() {
     let v = Veth::new("h", 1500);
     let no_caps = ["setpriv", "--inh-caps=-all", "--ambient-caps=-all", "--bounding-set=-all", "--no-new-privs"];
     let as_nobody = ["--reuid=65534", "--regid=65534", "--clear-groups"];
-    for (who, extra) in [("uid 0 without capabilities", &[][..]), ("uid 65534 without capabilities", &as_nobody[..])] {
+    for (who, extra, renumber) in [
+        ("uid 0 without capabilities", &[][..], false),
+        ("uid 65534 without capabilities", &as_nobody[..], false),
+        ("uid 65534 without capabilities, fds renumbered to 100/101", &as_nobody[..], true),
+    ] {
         let ifname = v.if_b.clone();
         let h = in_netns(&v.ns_b, move || XskHandoff::prepare(&ifname, &XdpConfig::default())).unwrap();
-        h.set_inheritable(true).unwrap();
-        let spec = h.encode();
+        let (spec, dups) = if renumber {
+            // The originals stay close-on-exec; only the dup2 copies pass.
+            let fds = h.child_fds();
+            (h.encode_with_fds(&[100, 101]).unwrap(), vec![(fds[0], 100), (fds[1], 101)])
+        } else {
+            h.set_inheritable(true).unwrap();
+            (h.encode(), vec![])
+        };
         let n = 500usize;
         let mut wrapper: Vec<&str> = no_caps.to_vec();
         wrapper.extend_from_slice(extra);
         wrapper.push("--");
-        let mut child = spawn_child(&format!("handoff:{n}"), &[(HANDOFF_ENV, spec.clone())], &wrapper);
+        let mut child = spawn_child_dup(&format!("handoff:{n}"), &[(HANDOFF_ENV, spec.clone())], &wrapper, &dups);
         h.set_inheritable(false).unwrap();
         let ready = wait_line(&mut child, "READY");
         eprintln!("child as {who}: {ready} (spec {spec})");
