@@ -346,3 +346,35 @@ fn deployment_case(outer: &str, inner: &str, afxdp: bool) {
     assert_clean(name, &dir);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn delete_cleans_up_after_a_killed_run() {
+    require_host!();
+    let dir = work_dir("killed");
+    let bdir = dir.join("bundle");
+    let mut spec = probe_spec("sleep");
+    spec.sched = SchedPolicy::Other;
+    spec.rt_runtime_us = None;
+    build_bundle(&bdir, &spec).unwrap();
+    let id = "cranlab-ct-killed";
+    let mut child = Command::new(RUNTIME).args(["run", "-b"]).arg(&bdir).arg(id).spawn().unwrap();
+    let state = Path::new(container::STATE_DIR).join(format!("{id}.json"));
+    let t = Instant::now();
+    while !state.exists() {
+        assert!(t.elapsed() < Duration::from_secs(30), "container never started");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    // The runtime died without cleaning up: its state and cgroup are still there.
+    assert!(state.exists());
+    assert!(Path::new("/sys/fs/cgroup/pids/cranlab").join(id).exists() || Path::new("/sys/fs/cgroup/cranlab").join(id).exists());
+    let st = Command::new(RUNTIME).args(["delete", id]).status().unwrap();
+    assert!(st.success());
+    assert_clean(id, &bdir);
+    // A second delete has nothing to act on and says so.
+    let out = Command::new(RUNTIME).args(["delete", id]).output().unwrap();
+    assert_eq!(out.status.code(), Some(125));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("read state"), "{}", String::from_utf8_lossy(&out.stderr));
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -435,6 +435,16 @@ pub fn delete(id: &str) -> Result<(), ContainerError> {
         if dir.exists() {
             return Err(host_err(id, format!("remove cgroup {}", dir.display()), std::io::Error::from_raw_os_error(libc::EBUSY)));
         }
+        // Empty `cranlab*` parents go too (a parent still holding other
+        // containers' cgroups stays, with the RT budget added for this one).
+        let mut parent = dir.parent();
+        while let Some(p) = parent {
+            let named = p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with(crate::cgroup::PREFIX));
+            if !named || std::fs::remove_dir(p).is_err() {
+                break;
+            }
+            parent = p.parent();
+        }
     }
     std::fs::remove_file(&sp).map_err(|e| host_err(id, format!("remove state {}", sp.display()), e))
 }
