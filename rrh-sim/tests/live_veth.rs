@@ -11,15 +11,13 @@ use bbu_sim::worker::{self, PollMode, WorkerConfig};
 use fronthaul::cell::CellConfig;
 use fronthaul::timing::TimingConfig;
 use pktio::afpacket::{AfPacket, AfPacketConfig};
+use pktio::PacketIo;
 use rrh_sim::live::{self, LiveConfig};
 
-const A: &str = "cranlab-lv0a";
-const B: &str = "cranlab-lv0b";
-
-struct Veth;
+struct Veth(&'static str);
 impl Drop for Veth {
     fn drop(&mut self) {
-        let _ = Command::new("ip").args(["link", "del", A]).status();
+        let _ = Command::new("ip").args(["link", "del", self.0]).status();
     }
 }
 
@@ -29,6 +27,16 @@ fn ip(args: &[&str]) -> bool {
 
 #[test]
 fn veth_af_packet_end_to_end() {
+    end_to_end("cranlab-lv0a", "cranlab-lv0b", false);
+}
+
+#[test]
+fn veth_afxdp_worker_end_to_end() {
+    end_to_end("cranlab-lv1a", "cranlab-lv1b", true);
+}
+
+fn end_to_end(a_if: &'static str, b_if: &'static str, xdp_worker: bool) {
+    let (a, b) = (a_if, b_if);
     if nix::unistd::geteuid().as_raw() != 0 {
         eprintln!("skipped: creating a veth pair needs root");
         return;
@@ -37,32 +45,44 @@ fn veth_af_packet_end_to_end() {
         eprintln!("skipped: iproute2 (ip) is not installed");
         return;
     }
-    let _ = Command::new("ip").args(["link", "del", A]).status();
-    assert!(ip(&["link", "add", A, "type", "veth", "peer", "name", B]), "create veth {A}/{B}");
-    let guard = Veth;
-    assert!(ip(&["link", "set", A, "up"]) && ip(&["link", "set", B, "up"]));
+    let _ = Command::new("ip").args(["link", "del", a]).status();
+    assert!(ip(&["link", "add", a, "type", "veth", "peer", "name", b]), "create veth {a}/{b}");
+    let guard = Veth(a);
+    assert!(ip(&["link", "set", a, "up"]) && ip(&["link", "set", b, "up"]));
 
     let cell = CellConfig::default();
     let timing = TimingConfig { lead_slots: 4_000, ..TimingConfig::default() };
     let slots = 200;
-    let mut rrh = AfPacket::open(A, &AfPacketConfig::default()).unwrap();
-    let mut bbu = AfPacket::open(B, &AfPacketConfig::default()).unwrap();
+    let mut rrh = AfPacket::open(a, &AfPacketConfig::default()).unwrap();
+    let mut bbu: Box<dyn PacketIo> = if xdp_worker {
+        match pktio::afxdp::AfXdp::open(b, &pktio::afxdp::XdpConfig::default()) {
+            Ok(x) => Box::new(x),
+            Err(e) => {
+                eprintln!("skipped: af_xdp on {b}: {e}");
+                return;
+            }
+        }
+    } else {
+        Box::new(AfPacket::open(b, &AfPacketConfig::default()).unwrap())
+    };
     let stop = AtomicBool::new(false);
-    let wcfg = WorkerConfig { shared_clock: true, poll: PollMode::Block, max_ns: Some(300_000_000_000), ..WorkerConfig::new(cell.clone(), timing.clone()) };
+    let wcfg = WorkerConfig { shared_clock: true, poll: if xdp_worker { PollMode::Busy } else { PollMode::Block }, max_ns: Some(300_000_000_000), ..WorkerConfig::new(cell.clone(), timing.clone()) };
     let (report, summary) = std::thread::scope(|s| {
         let w = s.spawn(|| {
             let mut p = SlotProcessor::new(&wcfg.cell).unwrap();
-            worker::run(&wcfg, &mut bbu, &mut p, &stop).unwrap()
+            worker::run(&wcfg, bbu.as_mut(), &mut p, &stop).unwrap()
         });
         let mut cfg = LiveConfig::new(cell.clone(), timing.clone(), slots);
         cfg.dst_mac = [0xff; 6];
         let r = live::run(&cfg, &mut rrh, &stop, &|_| {}).unwrap();
         (r, w.join().unwrap())
     });
+    drop(bbu);
     drop(guard);
-    assert!(!ip(&["link", "show", A]), "veth removed");
+    assert!(!ip(&["link", "show", a]), "veth removed");
 
     assert_eq!(report.transport, "af_packet");
+    assert_eq!(summary.transport, if xdp_worker { "afxdp" } else { "af_packet" });
     assert_eq!(report.slots_sent, slots);
     assert_eq!(report.tx_refused, 0);
     let c = &summary.counters;
@@ -81,7 +101,8 @@ fn veth_af_packet_end_to_end() {
     assert!(summary.histograms.contains_key("one_way_ns"));
     assert_eq!(c.early + c.on_time + c.late + c.unclassified, c.uplane_rx);
     eprintln!(
-        "veth af_packet: replies {}/{} turnaround p50 {} ns, one-way p50 {} ns, lost packets {:?}, incomplete slots {}",
+        "veth {}: replies {}/{} turnaround p50 {} ns, one-way p50 {} ns, lost packets {:?}, incomplete slots {}",
+        summary.transport,
         report.replies,
         slots,
         report.hists.turnaround.value_at_quantile(0.5),
