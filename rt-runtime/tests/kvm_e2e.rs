@@ -157,6 +157,13 @@ fn dropping_the_handle_kills_the_guest_and_a_bad_worker_fails_cleanly() {
     assert!(e.to_string().contains("two words"), "{e}");
     nothing_left(&name);
 
+    // A namespace that does not exist: the step is named, nothing left.
+    let mut nons = spec(&tmp, &name, ns.name(), link.rrh.name(), link.worker_mac);
+    nons.link.netns = Some("cranlab-no-such-netns".into());
+    let e = KvmDeployment::new().launch(&nons).err().expect("a missing netns must fail");
+    assert!(e.to_string().contains("cranlab-no-such-netns"), "{e}");
+    nothing_left(&name);
+
     // A worker that exits at once: NotReady naming the exit, nothing left.
     let mut quick = spec(&tmp, &name, ns.name(), link.rrh.name(), link.worker_mac);
     quick.args = vec!["{iface}".into(), "not-an-address".into()];

@@ -499,8 +499,13 @@ pub fn build_guest_image(opts: &ImageOptions, worker: Option<&Path>) -> Result<G
     let path = dir.join(format!("{key}.cpio"));
     if !path.exists() {
         let tmp = dir.join(format!(".{key}.{}.tmp", std::process::id()));
-        fs::write(&tmp, cpio::write_newc(&entries)).map_err(io(format!("write {}", tmp.display())))?;
-        fs::rename(&tmp, &path).map_err(io(format!("rename {} to {}", tmp.display(), path.display())))?;
+        let res = fs::write(&tmp, cpio::write_newc(&entries))
+            .map_err(io(format!("write {}", tmp.display())))
+            .and_then(|()| fs::rename(&tmp, &path).map_err(io(format!("rename {} to {}", tmp.display(), path.display()))));
+        if res.is_err() {
+            let _ = fs::remove_file(&tmp);
+        }
+        res?;
     }
     Ok(GuestImage { kernel, initramfs: path, key })
 }

@@ -452,7 +452,21 @@ pub struct KvmHandle {
 
 impl KvmHandle {
     fn pin_and_start(&mut self, spec: &WorkerSpec, worker_vcpus: &[usize]) -> Result<Pinned, String> {
-        let mut q = qmp::Qmp::connect(&self.state.join("qmp.sock"), Duration::from_secs(15)).map_err(|e| e.to_string())?;
+        // QEMU creates its sockets at start-up; if it dies first (tap busy,
+        // bad option), say so at once instead of waiting for a socket.
+        let sock = self.state.join("qmp.sock");
+        let t = Instant::now();
+        while !sock.exists() {
+            if let Ok(Some(st)) = self.child.try_wait() {
+                self.done = Some(self.exit_from(st));
+                return Err(format!("qemu exited ({st}) at start-up"));
+            }
+            if t.elapsed() > Duration::from_secs(15) {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let mut q = qmp::Qmp::connect(&sock, Duration::from_secs(5)).map_err(|e| e.to_string())?;
         let vcpus = q.vcpu_threads().map_err(|e| e.to_string())?;
         let pid = self.child.id() as i32;
         let mut notes = Vec::new();
