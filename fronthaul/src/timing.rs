@@ -360,6 +360,22 @@ mod tests {
     }
 
     #[test]
+    fn agrees_with_the_numerology_symbol_clock() {
+        for mu in 0..=3u8 {
+            let mine = SymbolClock { mu, epoch_ns: 777 };
+            let theirs = crate::numerology::SymbolClock::new(mu, 777).unwrap();
+            for n in (0..200u64).chain([5119, 5120, 40_959, 40_960, 1 << 30]) {
+                for sym in 0..SYMBOLS_PER_SLOT {
+                    let d = theirs.slot_symbol(n, sym);
+                    assert_eq!(mine.air_ns(n, sym), d.due_ns, "mu {mu} slot {n} symbol {sym}");
+                    let id = mine.slot_id(n);
+                    assert_eq!((id.frame, id.subframe, id.slot), (d.time.frame_id, d.time.subframe, d.time.slot), "mu {mu} slot {n}");
+                }
+            }
+        }
+    }
+
+    #[test]
     fn unwrap_undoes_frame_wrap() {
         let c = SymbolClock { mu: 1, epoch_ns: 0 };
         for n in [0u64, 5, 5119, 5120, 5121, 123_456_789] {
