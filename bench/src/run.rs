@@ -342,6 +342,19 @@ pub fn run(req: &RunRequest) -> Result<RunOutcome, RunError> {
     };
 
 
+    // The same transport in every deployment, or the comparison compares
+    // transports: where the container deployment cannot use AF_XDP, all
+    // deployments use AF_PACKET, and the results say why.
+    let mut s_eff = s.clone();
+    let mut run_fallback: Option<String> = None;
+    if !mem_path && s.run.transport == TransportChoice::Afxdp && plan.iter().any(|(k, _)| *k == DeploymentKind::Container) {
+        let why = "the container deployment does not hand AF_XDP sockets into the container yet, so every deployment of \
+                   this comparison uses AF_PACKET (same transport for all)";
+        con.say(format!("note: {why}"));
+        s_eff.run.transport = TransportChoice::AfPacket;
+        run_fallback = Some(why.to_string());
+    }
+    let s = &s_eff;
     let segments = u32::try_from(plan.len()).unwrap_or(1) * s.run.rounds;
     let seg_dur = Duration::from_secs_f64(s.run.duration_s / f64::from(segments));
     con.say(format!(
@@ -374,6 +387,13 @@ pub fn run(req: &RunRequest) -> Result<RunOutcome, RunError> {
                 net_segment(dep.as_ref(), s, seg_dur, &req.out, worker_bin.as_deref().unwrap_or(Path::new("")), round, &req.stop, &mut con)
             };
             con.end_bar();
+            let r = r.map(|mut seg| {
+                if let (Some(fb), serde_json::Value::Object(d)) = (&run_fallback, &mut seg.transport_detail) {
+                    d.insert("requested".into(), "afxdp".into());
+                    d.insert("fallback_reason".into(), fb.clone().into());
+                }
+                seg
+            });
             let mut seg = match r {
                 Err(RunError::Unavailable { deployment, reason }) if plan.len() > 1 => {
                     con.say(format!("skipping deployment {deployment}: {reason}"));
@@ -423,7 +443,7 @@ pub fn run(req: &RunRequest) -> Result<RunOutcome, RunError> {
         schema: SCHEMA.into(),
         git_revision: crate::GIT_REVISION.into(),
         started_at: rfc3339(started),
-        scenario: serde_json::to_value(s).map_err(|e| step("serialise scenario", e))?,
+        scenario: serde_json::to_value(&req.scenario).map_err(|e| step("serialise scenario", e))?,
         host,
         runs,
     };
@@ -626,7 +646,7 @@ fn net_segment(
     let mut fallback: Option<String> = None;
     let base = format!("{}-{}-r{}", net::PREFIX, kind.as_str(), round + 1);
     let mk_spec = |transport: &str, attempt: &str| WorkerSpec {
-        name: format!("{base}{attempt}"),
+        name: format!("{base}{}", attempt.replace('.', "-")),
         program: worker_bin.to_path_buf(),
         args: sims::worker_args(s, transport, shared_clock),
         cpus: vec![s.run.worker_cpu],
@@ -640,16 +660,6 @@ fn net_segment(
     };
     let _ = std::fs::create_dir_all(out.join(format!(".{}-work", kind.as_str())));
     let mut worker_transport = requested.to_string();
-    if kind == DeploymentKind::Container && s.run.transport == TransportChoice::Afxdp {
-        // The worker end moves into the container's namespace and goes with
-        // it, so a failed AF_XDP attempt could not be retried on the same
-        // link; and the container deployment does not hand AF_XDP
-        // descriptors in yet (rt_runtime::container::deployment).
-        let why = "the container deployment does not hand AF_XDP sockets into the container yet; its worker uses AF_PACKET";
-        con.say(format!("note: {why}"));
-        fallback = Some(why.to_string());
-        worker_transport = "af_packet".into();
-    }
     let spec = mk_spec(&worker_transport, "");
     let mut log_path = spec.log.clone();
     let mut handle = match dep.launch(&spec) {
