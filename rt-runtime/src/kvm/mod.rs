@@ -75,6 +75,10 @@ pub struct KvmOptions {
     pub state_dir: PathBuf,
     /// Detection settings.
     pub detect: DetectOptions,
+    /// QEMU CPU model (`-cpu`); `None`: `host` under KVM, `max` under TCG.
+    /// The default comes from the environment variable `CRANLAB_KVM_CPU`
+    /// when set (e.g. `qemu64` to keep a TCG guest off emulated AVX).
+    pub cpu_model: Option<String>,
 }
 
 impl Default for KvmOptions {
@@ -85,6 +89,7 @@ impl Default for KvmOptions {
             machine: None,
             state_dir: STATE_DIR.into(),
             detect: DetectOptions::default(),
+            cpu_model: std::env::var("CRANLAB_KVM_CPU").ok().filter(|s| !s.is_empty()),
         }
     }
 }
@@ -237,7 +242,11 @@ impl Deployment for KvmDeployment {
         if machine == Machine::Q35 {
             notes.push("this QEMU has no microvm machine; the guest runs on q35".into());
         }
+        if let Some(m) = &self.opts.cpu_model {
+            notes.push(format!("guest CPU model {m} (asked for)"));
+        }
         let (vcpu_count, worker_vcpus, housekeeping_vcpus) = qemu::vcpu_layout(&spec.cpus);
+        let hk_vcpus = housekeeping_vcpus.clone();
         let iface = spec.link.inner_name.clone();
         let args: Vec<String> = crate::bare::expand_args(&spec.args, &iface)
             .into_iter()
@@ -255,7 +264,7 @@ impl Deployment for KvmDeployment {
             Accel::Kvm => None,
         };
         let features = &image.kernel.features;
-        let append = qemu::GuestCmdline { worker_vcpus: worker_vcpus.clone(), housekeeping_vcpus, sched: sched.clone(), ifname: iface.clone(), args, tsc_khz, probe: false }
+        let append = qemu::GuestCmdline { worker_vcpus: worker_vcpus.clone(), housekeeping_vcpus: housekeeping_vcpus.clone(), sched: sched.clone(), ifname: iface.clone(), args, tsc_khz, probe: false }
             .render(features)
             .map_err(|e| DeployError::step("build guest kernel command line", e))?;
         if !features.no_hz_full {
@@ -294,6 +303,7 @@ impl Deployment for KvmDeployment {
             ctl_socket: state.join("ctl.sock"),
             nic: Some(qemu::TapNic { ifname: spec.link.ifname.clone(), mac: spec.link.mac, vhost }),
             paused: true,
+            cpu_model: self.opts.cpu_model.clone(),
         };
         fs::write(state.join("cmdline"), format!("{} {}\n", decision.qemu.display(), cfg.args().iter().map(|a| a.to_string_lossy()).collect::<Vec<_>>().join(" ")))
             .map_err(step("write vm cmdline file"))?;
@@ -353,9 +363,10 @@ impl Deployment for KvmDeployment {
                 h.facts.sched = g.sched.clone();
                 h.facts.mlocked = g.vmlck_kb > 0;
                 notes.push(format!(
-                    "guest: worker {} on guest cpus {} (vCPU 0 is housekeeping), VmLck {} kB, guest kernel {} {}",
+                    "guest: worker {} on guest cpus {} (housekeeping vCPUs {:?}), VmLck {} kB, guest kernel {} {}",
                     g.sched,
                     g.cpus,
+                    hk_vcpus,
                     g.vmlck_kb,
                     image.kernel.release,
                     if features.preempt_rt { "PREEMPT_RT" } else { "not PREEMPT_RT" }

@@ -63,6 +63,8 @@ pub struct QemuConfig {
     pub nic: Option<TapNic>,
     /// Start paused (`-S`): vCPUs are pinned before the guest runs.
     pub paused: bool,
+    /// CPU model instead of the default (`host` under KVM, `max` under TCG).
+    pub cpu_model: Option<String>,
 }
 
 /// Formats a MAC as `aa:bb:cc:dd:ee:ff`.
@@ -89,20 +91,14 @@ impl QemuConfig {
             Machine::Microvm => "microvm",
             Machine::Q35 => "q35",
         });
-        match self.accel {
-            Accel::Kvm => {
-                push("-accel");
-                push("kvm");
-                push("-cpu");
-                push("host");
-            }
-            Accel::Tcg => {
-                push("-accel");
-                push("tcg,thread=multi");
-                push("-cpu");
-                push("max");
-            }
-        }
+        let (accel, cpu) = match self.accel {
+            Accel::Kvm => ("kvm", "host"),
+            Accel::Tcg => ("tcg,thread=multi", "max"),
+        };
+        push("-accel");
+        push(accel);
+        push("-cpu");
+        push(self.cpu_model.as_deref().unwrap_or(cpu));
         push("-m");
         push(&format!("{}M", self.memory_mib));
         push("-smp");
@@ -295,6 +291,7 @@ mod tests {
             ctl_socket: "/run/cranlab/kvm/cranlab-w0/ctl.sock".into(),
             nic: Some(TapNic { ifname: "cranlab01t".into(), mac: [2, 0xc7, 0, 0, 1, 0xff], vhost: false }),
             paused: true,
+            cpu_model: None,
         }
     }
 
@@ -332,6 +329,8 @@ mod tests {
         assert!(s.contains("vhost=on -device virtio-net-pci,netdev=fh0"), "{s}");
         assert!(s.contains("-device virtio-serial-pci"), "{s}");
         assert!(!s.contains(" -S "), "{s}");
+        c.cpu_model = Some("Skylake-Server".into());
+        assert!(joined(&c).contains("-accel kvm -cpu Skylake-Server"));
     }
 
     fn gc() -> GuestCmdline {
