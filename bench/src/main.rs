@@ -140,8 +140,15 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
             if !bench::run::is_root() {
                 anyhow::bail!("cleanup needs root (network namespaces and cgroups are root's)");
             }
-            let Some(_lock) = bench::sweep::RunLock::try_acquire() else {
-                anyhow::bail!("a cranlab run is in progress (it holds {}); let it finish or stop it first", bench::sweep::LOCK_PATH);
+            // The plain sweep is owner-aware and safe beside a live run;
+            // --all is not, so it needs the run lock.
+            let _lock = if all {
+                let Some(l) = bench::sweep::RunLock::try_acquire() else {
+                    anyhow::bail!("a cranlab run is in progress (it holds {}); let it finish or stop it first", bench::sweep::LOCK_PATH);
+                };
+                Some(l)
+            } else {
+                None
             };
             let r = bench::sweep::sweep(all);
             for l in &r.removed {

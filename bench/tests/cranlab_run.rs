@@ -31,24 +31,6 @@ fn out_dir(tag: &str) -> PathBuf {
     d
 }
 
-/// What cranlab-owned objects exist on the host now.
-fn leftovers() -> Vec<String> {
-    let mut v = Vec::new();
-    let ns = Command::new("ip").args(["netns", "list"]).output().unwrap();
-    for l in String::from_utf8_lossy(&ns.stdout).lines() {
-        let name = l.split_whitespace().next().unwrap_or("");
-        // Only objects named by cranlab runs (cranlab-<pid>-...): other
-        // components' tests may run at the same time on a shared host.
-        if let Some(pid) = rt_runtime::net::netns_owner(name) {
-            if pid != std::process::id() as i32 && Path::new(&format!("/proc/{pid}")).exists() {
-                continue; // someone else's live run
-            }
-            v.push(format!("netns {name}"));
-        }
-    }
-    v
-}
-
 fn check_outputs(dir: &Path) -> Results {
     let r: Results = serde_json::from_str(&std::fs::read_to_string(dir.join("results.json")).unwrap()).unwrap();
     assert_eq!(r.schema, SCHEMA);
@@ -81,10 +63,14 @@ fn run_ok(args: &[&str], out: &Path) -> (Results, String) {
     if let Some(w) = worker() {
         cmd.arg("--worker").arg(w);
     }
-    let o = cmd.output().unwrap();
+    let child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let pid = child.id();
+    let o = child.wait_with_output().unwrap();
     let text = format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
     assert!(o.status.success(), "cranlab run failed: {text}");
     assert!(text.contains(&format!("report: {}", out.join("report.md").display())), "{text}");
+    // Nothing the run created is left (other tests' runs may be going on).
+    assert!(owned_by(pid).is_empty(), "left behind: {:?}", owned_by(pid));
     (check_outputs(out), text)
 }
 
@@ -121,7 +107,6 @@ fn veth_run_over_af_packet() {
     assert_eq!(run.bit_errors, 0);
     assert!(run.bits_checked > 0);
     assert!(run.granted.get("sched").is_some());
-    assert!(leftovers().is_empty(), "{:?}", leftovers());
     std::fs::remove_dir_all(out).unwrap();
 }
 
@@ -145,7 +130,6 @@ fn veth_run_over_afxdp_or_says_why_not() {
         assert!(!why.is_empty(), "fell back without a reason: {}", run.transport_detail);
         assert!(text.contains("falling back") || text.contains("uses AF_PACKET"), "{text}");
     }
-    assert!(leftovers().is_empty(), "{:?}", leftovers());
     std::fs::remove_dir_all(out).unwrap();
 }
 

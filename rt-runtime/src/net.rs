@@ -171,7 +171,6 @@ pub fn enter_netns(name: &str) -> Result<(), NetError> {
 pub struct Link {
     name: String,
     netns: Option<String>,
-    deleted: bool,
 }
 
 impl Link {
@@ -200,9 +199,6 @@ impl Link {
 
 impl Drop for Link {
     fn drop(&mut self) {
-        if self.deleted {
-            return;
-        }
         let mut args: Vec<&str> = Vec::new();
         if let Some(ns) = &self.netns {
             args.extend(["-n", ns.as_str()]);
@@ -270,8 +266,8 @@ pub fn veth_pair(tag: &str, rrh_ns: &str, worker_ns: &str, mtu: u16) -> Result<F
         &format!("create veth pair {r}/{w}"),
         &["-n", rrh_ns, "link", "add", &r, "mtu", &mtu_s, "type", "veth", "peer", "name", &w, "netns", worker_ns, "mtu", &mtu_s],
     )?;
-    let rrh = Link { name: r.clone(), netns: Some(rrh_ns.to_string()), deleted: false };
-    let worker = Link { name: w.clone(), netns: Some(worker_ns.to_string()), deleted: false };
+    let rrh = Link { name: r.clone(), netns: Some(rrh_ns.to_string()) };
+    let worker = Link { name: w.clone(), netns: Some(worker_ns.to_string()) };
     for (ns, n) in [(rrh_ns, &r), (worker_ns, &w)] {
         // IPv6 autoconf would put router solicitations on the fronthaul.
         let _ = Command::new("ip")
@@ -291,7 +287,7 @@ pub fn tap(tag: &str, netns: &str, mtu: u16) -> Result<FronthaulLink, NetError> 
     let t = format!("{PREFIX}{tag}t");
     check_name(&t, IFNAME_MAX)?;
     ip(&format!("create tap {t}"), &["-n", netns, "tuntap", "add", "dev", &t, "mode", "tap"])?;
-    let link = Link { name: t.clone(), netns: Some(netns.to_string()), deleted: false };
+    let link = Link { name: t.clone(), netns: Some(netns.to_string()) };
     ip(&format!("set mtu of {t}"), &["-n", netns, "link", "set", &t, "mtu", &mtu.to_string()])?;
     ip(&format!("bring up {t}"), &["-n", netns, "link", "set", &t, "up"])?;
     let rrh_mac = link.mac()?;
