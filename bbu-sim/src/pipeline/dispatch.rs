@@ -14,7 +14,7 @@
 //! No contraction into FMA happens (Rust never fuses `a * b + c` on its own),
 //! so all paths compute bit-identical results.
 
-use super::kernels::{self, DetectArgs, WeightArgs};
+use super::kernels::{self, ChestArgs, ChestSums, DetectArgs, WeightArgs};
 
 /// An instruction-set level the hot kernels are compiled for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -74,7 +74,7 @@ impl Isa {
 
 #[cfg(target_arch = "x86_64")]
 mod x86 {
-    use super::{kernels, DetectArgs, WeightArgs};
+    use super::{kernels, ChestArgs, ChestSums, DetectArgs, WeightArgs};
 
     #[target_feature(enable = "avx2,fma,popcnt")]
     pub(super) fn weights_avx2<const L: usize>(a: &mut WeightArgs<'_>) {
@@ -105,6 +105,14 @@ mod x86 {
         a: &mut DetectArgs<'_>,
     ) -> u64 {
         kernels::detect::<L, Q, DEMAP, CHECK>(a)
+    }
+    #[target_feature(enable = "avx2,fma,popcnt")]
+    pub(super) fn chest_avx2(a: &mut ChestArgs<'_>) -> ChestSums {
+        kernels::chest(a)
+    }
+    #[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,avx2,fma,popcnt")]
+    pub(super) fn chest_avx512(a: &mut ChestArgs<'_>) -> ChestSums {
+        kernels::chest(a)
     }
     #[target_feature(enable = "avx2,fma,popcnt")]
     pub(super) fn widen_avx2(iq: &[i16], scale: f32, re: &mut [f32], im: &mut [f32]) {
@@ -143,6 +151,19 @@ pub(super) fn detect<const L: usize, const Q: usize, const DEMAP: bool, const CH
         // SAFETY: `isa` was checked with `Isa::available` (see `weights`).
         Isa::Avx512 => unsafe { x86::detect_avx512::<L, Q, DEMAP, CHECK>(a) },
         _ => kernels::detect::<L, Q, DEMAP, CHECK>(a),
+    }
+}
+
+/// Channel estimation with the code path of `isa`.
+pub(super) fn chest(isa: Isa, a: &mut ChestArgs<'_>) -> ChestSums {
+    match isa {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: `isa` was checked with `Isa::available` (see `weights`).
+        Isa::Avx2 => unsafe { x86::chest_avx2(a) },
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: `isa` was checked with `Isa::available` (see `weights`).
+        Isa::Avx512 => unsafe { x86::chest_avx512(a) },
+        _ => kernels::chest(a),
     }
 }
 

@@ -11,8 +11,28 @@
 pub const LANES: usize = 16;
 /// Blocks per tile in [`detect`].
 const TILE: usize = 8;
-type V = [f32; LANES];
-const Z: V = [0.0; LANES];
+/// One block of 16 lanes, 64-byte aligned so spills and reloads of the
+/// small matrices never split a cache line.
+#[derive(Clone, Copy)]
+#[repr(C, align(64))]
+struct V([f32; LANES]);
+
+impl std::ops::Index<usize> for V {
+    type Output = f32;
+    #[inline(always)]
+    fn index(&self, i: usize) -> &f32 {
+        &self.0[i]
+    }
+}
+
+impl std::ops::IndexMut<usize> for V {
+    #[inline(always)]
+    fn index_mut(&mut self, i: usize) -> &mut f32 {
+        &mut self.0[i]
+    }
+}
+
+const Z: V = V([0.0; LANES]);
 /// 1.5·2²³: adding it to |v| < 2²² leaves round(v) in the low mantissa bits.
 const ROUND_MAGIC: f32 = 12_582_912.0;
 const ROUND_MAGIC_BITS: i32 = 0x4B40_0000;
@@ -65,7 +85,7 @@ fn fmin(a: f32, b: f32) -> f32 {
 #[inline(always)]
 fn load(s: &[f32], at: usize) -> V {
     let mut v = Z;
-    v.copy_from_slice(&s[at..at + LANES]);
+    v.0.copy_from_slice(&s[at..at + LANES]);
     v
 }
 
@@ -91,7 +111,7 @@ pub fn weights<const L: usize>(a: &mut WeightArgs<'_>) {
             }
             let mut inv = Z;
             for i in 0..LANES {
-                inv[i] = norm / fmax(nrm[i], 1e-30);
+                inv[i] = norm / (nrm[i] + 1e-30); // ‖h‖² ≥ 0: the offset only guards 0
             }
             for ant in 0..an {
                 let hr = load(a.h_re, ant * a.nscp + o);
@@ -145,7 +165,7 @@ pub fn weights<const L: usize>(a: &mut WeightArgs<'_>) {
         let mut ir = [[Z; L]; L];
         let mut ii = [[Z; L]; L];
         for r in 0..L {
-            ir[r][r] = [1.0; LANES];
+            ir[r][r] = V([1.0; LANES]);
         }
         for p in 0..L {
             // pivot is real for a Hermitian PD matrix in exact arithmetic; use the complex value anyway.
@@ -173,12 +193,15 @@ pub fn weights<const L: usize>(a: &mut WeightArgs<'_>) {
                 }
                 let fr = gr[r][p];
                 let fi = gi[r][p];
+                // Copies of the pivot rows: no aliasing between source and
+                // destination, so the lane loops vectorise.
+                let (pgr, pgi, pir, pii) = (gr[p], gi[p], ir[p], ii[p]);
                 for s in 0..L {
                     for i in 0..LANES {
-                        gr[r][s][i] -= fr[i] * gr[p][s][i] - fi[i] * gi[p][s][i];
-                        gi[r][s][i] -= fr[i] * gi[p][s][i] + fi[i] * gr[p][s][i];
-                        ir[r][s][i] -= fr[i] * ir[p][s][i] - fi[i] * ii[p][s][i];
-                        ii[r][s][i] -= fr[i] * ii[p][s][i] + fi[i] * ir[p][s][i];
+                        gr[r][s][i] -= fr[i] * pgr[s][i] - fi[i] * pgi[s][i];
+                        gi[r][s][i] -= fr[i] * pgi[s][i] + fi[i] * pgr[s][i];
+                        ir[r][s][i] -= fr[i] * pir[s][i] - fi[i] * pii[s][i];
+                        ii[r][s][i] -= fr[i] * pii[s][i] + fi[i] * pir[s][i];
                     }
                 }
             }
@@ -188,8 +211,10 @@ pub fn weights<const L: usize>(a: &mut WeightArgs<'_>) {
         for l in 0..L {
             let c = &mut a.c[l * a.nscp + o..][..LANES];
             for i in 0..LANES {
-                let mu = fmax(1.0 - n0 * ir[l][l][i], 1e-20);
-                let one_minus = fmax(n0 * ir[l][l][i], 1e-30);
+                // 0 < μ < 1 in exact arithmetic; abs + offset keep rounding
+                // from producing 0 or a negative (and vectorise, unlike a max).
+                let mu = (1.0 - n0 * ir[l][l][i]).abs() + 1e-20;
+                let one_minus = (n0 * ir[l][l][i]).abs() + 1e-30;
                 rs[l][i] = norm / mu;
                 c[i] = 4.0 * mu / (norm * norm * one_minus);
             }
@@ -364,4 +389,144 @@ pub fn widen(iq: &[i16], scale: f32, re: &mut [f32], im: &mut [f32]) {
         *r = f32::from(pair[0]) * scale;
         *m = f32::from(pair[1]) * scale;
     }
+}
+
+/// Inputs and outputs of [`chest`].
+pub struct ChestArgs<'a> {
+    /// Receive antennas.
+    pub antennas: usize,
+    /// Layers (comb spacing).
+    pub layers: usize,
+    /// Real subcarriers.
+    pub nsc: usize,
+    /// Padded subcarriers per row.
+    pub nscp: usize,
+    /// DMRS symbols, ascending.
+    pub dmrs_syms: &'a [u8],
+    /// Received grid, real part.
+    pub y_re: &'a [f32],
+    /// Received grid, imaginary part.
+    pub y_im: &'a [f32],
+    /// Pilots `[dmrs][subcarrier]` divided by |p|², real part.
+    pub pil_re: &'a [f32],
+    /// Pilots, imaginary part.
+    pub pil_im: &'a [f32],
+    /// Scratch `[dmrs][subcarrier]`: per-symbol LS estimates, then their mean in row 0.
+    pub zd_re: &'a mut [f32],
+    /// Scratch, imaginary part.
+    pub zd_im: &'a mut [f32],
+    /// Interpolation base pilot per `[layer][subcarrier]`.
+    pub k0: &'a [u32],
+    /// Interpolation fraction per `[layer][subcarrier]`.
+    pub frac: &'a [f32],
+    /// Output channel estimate `[antenna][layer][subcarrier]`, real part.
+    pub h_re: &'a mut [f32],
+    /// Output, imaginary part.
+    pub h_im: &'a mut [f32],
+}
+
+/// Noise and power sums from [`chest`].
+pub struct ChestSums {
+    /// Sum of squared deviations of the LS estimates (variance N0/L each).
+    pub noise_sum: f64,
+    /// Number of degrees of freedom in `noise_sum`.
+    pub noise_count: usize,
+    /// Sum of |ĥ|² over antennas and subcarriers.
+    pub power_sum: f64,
+}
+
+/// Least-squares channel estimation on the DMRS symbols (see the module docs of `pipeline`).
+#[inline(always)]
+pub fn chest(a: &mut ChestArgs<'_>) -> ChestSums {
+    let (ln, nsc, nscp) = (a.layers, a.nsc, a.nscp);
+    let nd = a.dmrs_syms.len();
+    let mut nacc = Z;
+    let mut pacc = Z;
+    let mut noise_sum = 0f64;
+    let mut noise_count = 0usize;
+    let mut power_sum = 0f64;
+    for ant in 0..a.antennas {
+        // z_d = y · conj(p) / |p|² on every subcarrier of every DMRS symbol.
+        for (d, &sym) in a.dmrs_syms.iter().enumerate() {
+            let row = (ant * 14 + usize::from(sym)) * nscp;
+            let (yr, yi) = (&a.y_re[row..row + nscp], &a.y_im[row..row + nscp]);
+            let (pr, pi) = (&a.pil_re[d * nscp..(d + 1) * nscp], &a.pil_im[d * nscp..(d + 1) * nscp]);
+            let (zr, zi) = (&mut a.zd_re[d * nscp..(d + 1) * nscp], &mut a.zd_im[d * nscp..(d + 1) * nscp]);
+            for k in 0..nscp {
+                zr[k] = yr[k] * pr[k] + yi[k] * pi[k];
+                zi[k] = yi[k] * pr[k] - yr[k] * pi[k];
+            }
+        }
+        if nd > 1 {
+            // Mean over DMRS symbols into row 0; spread → noise (per-lane sums).
+            let inv = 1.0 / nd as f32;
+            for blk in 0..nscp / LANES {
+                let o = blk * LANES;
+                let mut sr = Z;
+                let mut si = Z;
+                for d in 0..nd {
+                    let (zr, zi) = (load(a.zd_re, d * nscp + o), load(a.zd_im, d * nscp + o));
+                    for i in 0..LANES {
+                        sr[i] += zr[i];
+                        si[i] += zi[i];
+                    }
+                }
+                for i in 0..LANES {
+                    sr[i] *= inv;
+                    si[i] *= inv;
+                }
+                for d in 0..nd {
+                    let (zr, zi) = (load(a.zd_re, d * nscp + o), load(a.zd_im, d * nscp + o));
+                    for i in 0..LANES {
+                        let (er, ei) = (zr[i] - sr[i], zi[i] - si[i]);
+                        nacc[i] += er * er + ei * ei;
+                    }
+                }
+                for i in 0..LANES {
+                    pacc[i] += sr[i] * sr[i] + si[i] * si[i];
+                }
+                a.zd_re[o..o + LANES].copy_from_slice(&sr.0);
+                a.zd_im[o..o + LANES].copy_from_slice(&si.0);
+            }
+            noise_count += nsc * (nd - 1);
+        } else {
+            // One DMRS symbol: residual of each pilot against its comb neighbours.
+            for l in 0..ln {
+                let mut k = l + ln;
+                while k + ln < nsc {
+                    let er = a.zd_re[k] - 0.5 * (a.zd_re[k - ln] + a.zd_re[k + ln]);
+                    let ei = a.zd_im[k] - 0.5 * (a.zd_im[k - ln] + a.zd_im[k + ln]);
+                    noise_sum += f64::from(er * er + ei * ei) / 1.5;
+                    noise_count += 1;
+                    k += ln;
+                }
+            }
+            for k in 0..nsc {
+                power_sum += f64::from(a.zd_re[k] * a.zd_re[k] + a.zd_im[k] * a.zd_im[k]);
+            }
+        }
+        // Interpolate each layer's comb across all subcarriers.
+        let (zr, zi) = (&a.zd_re[..nscp], &a.zd_im[..nscp]);
+        for l in 0..ln {
+            let out = (ant * ln + l) * nscp;
+            let (k0s, fs) = (&a.k0[l * nsc..(l + 1) * nsc], &a.frac[l * nsc..(l + 1) * nsc]);
+            let (hr, hi) = (&mut a.h_re[out..out + nsc], &mut a.h_im[out..out + nsc]);
+            for k in 0..nsc {
+                let k0 = k0s[k] as usize;
+                let f = fs[k];
+                let (r0, i0) = (zr[k0], zi[k0]);
+                hr[k] = r0 + f * (zr[k0 + ln] - r0);
+                hi[k] = i0 + f * (zi[k0 + ln] - i0);
+            }
+            // Padding lanes: repeat the last subcarrier (keeps the maths finite).
+            let (lr, li) = (a.h_re[out + nsc - 1], a.h_im[out + nsc - 1]);
+            a.h_re[out + nsc..out + nscp].iter_mut().for_each(|v| *v = lr);
+            a.h_im[out + nsc..out + nscp].iter_mut().for_each(|v| *v = li);
+        }
+    }
+    for i in 0..LANES {
+        noise_sum += f64::from(nacc[i]);
+        power_sum += f64::from(pacc[i]);
+    }
+    ChestSums { noise_sum, noise_count, power_sum }
 }

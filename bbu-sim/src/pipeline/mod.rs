@@ -44,7 +44,7 @@ use fronthaul::error::FhError;
 use fronthaul::traffic::Reference;
 
 pub use dispatch::Isa;
-use kernels::{DetectArgs, WeightArgs, LANES};
+use kernels::{ChestArgs, DetectArgs, WeightArgs, LANES};
 
 /// Scale from 16-bit IQ counts to the grid's `f32` units.
 const IQ_SCALE: f32 = 1.0 / 4096.0;
@@ -145,6 +145,10 @@ pub struct SlotProcessor {
     seen: Vec<u64>,
     zd_re: Vec<f32>,
     zd_im: Vec<f32>,
+    pil_re: Vec<f32>,
+    pil_im: Vec<f32>,
+    interp_k0: Vec<u32>,
+    interp_frac: Vec<f32>,
     h_re: Vec<f32>,
     h_im: Vec<f32>,
     w_re: Vec<f32>,
@@ -196,7 +200,37 @@ impl SlotProcessor {
                 }
             }
         }
+        // DMRS pilots per pool entry as SoA rows, divided by |p|² = layers.
+        let ndm = dmrs_syms.len();
+        let mut pil_re = vec![0f32; pool * ndm * nscp];
+        let mut pil_im = vec![0f32; pool * ndm * nscp];
+        for e in 0..pool {
+            for d in 0..ndm {
+                let p = reference.dmrs_pilots(e as u64, d);
+                for k in 0..nsc {
+                    pil_re[(e * ndm + d) * nscp + k] = p[k][0] / ln as f32;
+                    pil_im[(e * ndm + d) * nscp + k] = p[k][1] / ln as f32;
+                }
+            }
+        }
+        // Linear interpolation across each layer's comb k ≡ l (mod L):
+        // h[k] = z[k0] + frac·(z[k0 + L] − z[k0]), extrapolating at the edges.
+        let mut interp_k0 = vec![0u32; ln * nsc];
+        let mut interp_frac = vec![0f32; ln * nsc];
+        for l in 0..ln {
+            let npil = (nsc - l).div_ceil(ln);
+            for k in 0..nsc {
+                let t = if k < l { 0 } else { ((k - l) / ln).min(npil.saturating_sub(2)) };
+                let k0 = l + t * ln;
+                interp_k0[l * nsc + k] = k0 as u32;
+                interp_frac[l * nsc + k] = (k as f32 - k0 as f32) / ln as f32;
+            }
+        }
         Ok(SlotProcessor {
+            pil_re,
+            pil_im,
+            interp_k0,
+            interp_frac,
             cell: cell.clone(),
             isa,
             an,
@@ -324,86 +358,29 @@ impl SlotProcessor {
     /// Stage 2: least-squares channel estimate and noise variance from the
     /// DMRS symbols of slot `slot_index` (public for benches).
     pub fn estimate_channel(&mut self, slot_index: u64) {
-        let (an, ln, nsc, nscp) = (self.an, self.ln, self.nsc, self.nscp);
         let nd = self.dmrs_syms.len();
-        let inv_p2 = 1.0 / ln as f32; // |pilot|² = layers (power boost)
-        let mut noise_acc = 0f64;
-        let mut noise_cnt = 0usize;
-        let mut power_acc = 0f64;
-        for a in 0..an {
-            for (d, &sym) in self.dmrs_syms.iter().enumerate() {
-                let pil = self.reference.dmrs_pilots(slot_index, d);
-                let row = (a * 14 + usize::from(sym)) * nscp;
-                let (yr, yi) = (&self.y_re[row..row + nsc], &self.y_im[row..row + nsc]);
-                let zr = &mut self.zd_re[d * nscp..d * nscp + nsc];
-                let zi = &mut self.zd_im[d * nscp..d * nscp + nsc];
-                for k in 0..nsc {
-                    let (pr, pi) = (pil[k][0], pil[k][1]);
-                    zr[k] = (yr[k] * pr + yi[k] * pi) * inv_p2;
-                    zi[k] = (yi[k] * pr - yr[k] * pi) * inv_p2;
-                }
-            }
-            // Average over DMRS symbols into zd[0]; noise from the spread.
-            if nd > 1 {
-                let inv = 1.0 / nd as f32;
-                for k in 0..nsc {
-                    let (mut sr, mut si) = (0f32, 0f32);
-                    for d in 0..nd {
-                        sr += self.zd_re[d * nscp + k];
-                        si += self.zd_im[d * nscp + k];
-                    }
-                    let (mr, mi) = (sr * inv, si * inv);
-                    let mut v = 0f32;
-                    for d in 0..nd {
-                        let (er, ei) = (self.zd_re[d * nscp + k] - mr, self.zd_im[d * nscp + k] - mi);
-                        v += er * er + ei * ei;
-                    }
-                    noise_acc += f64::from(v);
-                    power_acc += f64::from(mr * mr + mi * mi);
-                    self.zd_re[k] = mr;
-                    self.zd_im[k] = mi;
-                }
-                noise_cnt += nsc * (nd - 1);
-            } else {
-                for l in 0..ln {
-                    let mut k = l + ln;
-                    while k + ln < nsc {
-                        let er = self.zd_re[k] - 0.5 * (self.zd_re[k - ln] + self.zd_re[k + ln]);
-                        let ei = self.zd_im[k] - 0.5 * (self.zd_im[k - ln] + self.zd_im[k + ln]);
-                        noise_acc += f64::from(er * er + ei * ei) / 1.5;
-                        noise_cnt += 1;
-                        k += ln;
-                    }
-                }
-                power_acc += self.zd_re[..nsc].iter().zip(&self.zd_im[..nsc]).map(|(r, i)| f64::from(r * r + i * i)).sum::<f64>();
-            }
-            // Interpolate each layer's comb across all subcarriers.
-            for l in 0..ln {
-                let npil = (nsc - l).div_ceil(ln);
-                let out = (a * ln + l) * nscp;
-                for k in 0..nsc {
-                    let t = if k < l { 0 } else { ((k - l) / ln).min(npil.saturating_sub(2)) };
-                    let k0 = l + t * ln;
-                    let (r0, i0) = (self.zd_re[k0], self.zd_im[k0]);
-                    let (hr, hi) = if npil >= 2 {
-                        let k1 = k0 + ln;
-                        let f = (k as f32 - k0 as f32) / ln as f32;
-                        (r0 + f * (self.zd_re[k1] - r0), i0 + f * (self.zd_im[k1] - i0))
-                    } else {
-                        (r0, i0)
-                    };
-                    self.h_re[out + k] = hr;
-                    self.h_im[out + k] = hi;
-                }
-                // Padding lanes: repeat the last subcarrier (keeps the maths finite).
-                for k in nsc..nscp {
-                    self.h_re[out + k] = self.h_re[out + nsc - 1];
-                    self.h_im[out + k] = self.h_im[out + nsc - 1];
-                }
-            }
-        }
-        let n0 = if noise_cnt > 0 { (noise_acc / noise_cnt as f64) as f32 * ln as f32 } else { 0.0 };
-        let mean_power = (power_acc / (an * nsc) as f64) as f32;
+        let e = self.reference.entry(slot_index);
+        let per = nd * self.nscp;
+        let mut args = ChestArgs {
+            antennas: self.an,
+            layers: self.ln,
+            nsc: self.nsc,
+            nscp: self.nscp,
+            dmrs_syms: &self.dmrs_syms,
+            y_re: &self.y_re,
+            y_im: &self.y_im,
+            pil_re: &self.pil_re[e * per..(e + 1) * per],
+            pil_im: &self.pil_im[e * per..(e + 1) * per],
+            zd_re: &mut self.zd_re,
+            zd_im: &mut self.zd_im,
+            k0: &self.interp_k0,
+            frac: &self.interp_frac,
+            h_re: &mut self.h_re,
+            h_im: &mut self.h_im,
+        };
+        let r = dispatch::chest(self.isa, &mut args);
+        let n0 = if r.noise_count > 0 { (r.noise_sum / r.noise_count as f64) as f32 * self.ln as f32 } else { 0.0 };
+        let mean_power = (r.power_sum / (self.an * self.nsc) as f64) as f32;
         // Floor: a noiseless input must not divide by zero.
         self.n0 = n0.max(mean_power * 1e-7).max(1e-30);
     }
