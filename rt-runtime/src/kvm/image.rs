@@ -506,8 +506,38 @@ pub fn build_guest_image(opts: &ImageOptions, worker: Option<&Path>) -> Result<G
             let _ = fs::remove_file(&tmp);
         }
         res?;
+        prune_initramfs_cache(&dir, KEEP_INITRAMFS);
+    } else if let Ok(f) = fs::File::options().append(true).open(&path) {
+        // Mark it recently used for the pruning.
+        let _ = f.set_modified(std::time::SystemTime::now());
     }
     Ok(GuestImage { kernel, initramfs: path, key })
+}
+
+/// How many initramfs images the cache keeps (most recently used first).
+pub const KEEP_INITRAMFS: usize = 8;
+
+/// Removes all but the `keep` most recently used `*.cpio` in `dir`.
+pub fn prune_initramfs_cache(dir: &Path, keep: usize) -> Vec<PathBuf> {
+    let mut imgs: Vec<(std::time::SystemTime, PathBuf)> = fs::read_dir(dir)
+        .map(|d| {
+            d.filter_map(|e| {
+                let e = e.ok()?;
+                let p = e.path();
+                (p.extension()? == "cpio").then_some(())?;
+                Some((e.metadata().ok()?.modified().ok()?, p))
+            })
+            .collect()
+        })
+        .unwrap_or_default();
+    imgs.sort_by(|a, b| b.0.cmp(&a.0));
+    let mut removed = Vec::new();
+    for (_, p) in imgs.into_iter().skip(keep) {
+        if fs::remove_file(&p).is_ok() {
+            removed.push(p);
+        }
+    }
+    removed
 }
 
 fn check_busybox_static(bb: &Path) -> Result<(), ImageError> {
@@ -572,6 +602,24 @@ kernel/drivers/char/virtio_console.ko.xz: kernel/drivers/virtio/virtio.ko kernel
             parse_ldd(t),
             [PathBuf::from("/lib/x86_64-linux-gnu/libc.so.6"), PathBuf::from("/lib64/ld-linux-x86-64.so.2")]
         );
+    }
+
+    #[test]
+    fn initramfs_cache_keeps_the_most_recent() {
+        let d = std::env::temp_dir().join(format!("cranlab-kvm-prune-{}", std::process::id()));
+        fs::create_dir_all(&d).unwrap();
+        let t0 = std::time::SystemTime::now() - std::time::Duration::from_secs(100);
+        for i in 0..5u64 {
+            let p = d.join(format!("{i}.cpio"));
+            fs::write(&p, b"x").unwrap();
+            fs::File::options().append(true).open(&p).unwrap().set_modified(t0 + std::time::Duration::from_secs(i)).unwrap();
+        }
+        fs::write(d.join("kernel.json"), b"{}").unwrap();
+        let mut removed = prune_initramfs_cache(&d, 3);
+        removed.sort();
+        assert_eq!(removed, [d.join("0.cpio"), d.join("1.cpio")]);
+        assert!(d.join("4.cpio").exists() && d.join("kernel.json").exists());
+        fs::remove_dir_all(&d).unwrap();
     }
 
     #[test]
