@@ -530,7 +530,7 @@ pub fn prune_initramfs_cache(dir: &Path, keep: usize) -> Vec<PathBuf> {
             .collect()
         })
         .unwrap_or_default();
-    imgs.sort_by(|a, b| b.0.cmp(&a.0));
+    imgs.sort_by_key(|(t, _)| std::cmp::Reverse(*t));
     let mut removed = Vec::new();
     for (_, p) in imgs.into_iter().skip(keep) {
         if fs::remove_file(&p).is_ok() {
