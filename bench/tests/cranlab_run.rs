@@ -262,3 +262,38 @@ fn sigkilled_run_is_swept_by_cleanup() {
     assert!(cg.stdout.is_empty(), "{}", String::from_utf8_lossy(&cg.stdout));
     let _ = std::fs::remove_dir_all(out);
 }
+
+#[test]
+fn non_root_run_says_what_it_skips_and_still_produces_results() {
+    // As root, drop to nobody with setpriv (util-linux); as a normal user, run directly.
+    let setpriv = Path::new("/usr/bin/setpriv");
+    if root() && !setpriv.is_file() {
+        eprintln!("skipped: root without setpriv (util-linux) cannot test the unprivileged path");
+        return;
+    }
+    let out = out_dir("nonroot");
+    let mut cmd = if root() {
+        let mut c = Command::new(setpriv);
+        c.args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"]).arg(cranlab());
+        c
+    } else {
+        Command::new(cranlab())
+    };
+    // nobody needs a directory it can write: the parent is world-writable /tmp.
+    let o = cmd.args(["run", "--duration", "2", "--deployments", "bare,container,kvm", "--no-progress", "--out"]).arg(&out).output().unwrap();
+    let text = format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+    if root() && text.contains("Permission denied") && !out.exists() {
+        eprintln!("skipped: nobody cannot execute {}: {text}", cranlab().display());
+        return;
+    }
+    assert!(o.status.success(), "{text}");
+    assert!(text.contains("not root: skipping"), "{text}");
+    assert!(text.contains("skipping deployment container: needs root"), "{text}");
+    assert!(text.contains("skipping deployment kvm: needs root"), "{text}");
+    let r = check_outputs(&out);
+    assert_eq!(r.runs.len(), 1);
+    assert_eq!(r.runs[0].transport, "mem");
+    assert!(r.runs[0].slots > 0);
+    assert!(r.host.notes.iter().any(|n| n.contains("not root")), "{:?}", r.host.notes);
+    let _ = std::fs::remove_dir_all(out);
+}
