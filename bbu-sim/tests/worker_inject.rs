@@ -186,3 +186,34 @@ fn stop_flag_ends_the_worker_with_a_summary() {
     assert_eq!(s.counters.lost, None);
     assert_eq!(s.epoch_source, "none");
 }
+
+#[test]
+fn a_long_loss_is_a_gap_not_reordering() {
+    let cell = CellConfig::default();
+    let timing = TimingConfig::default();
+    let model = TrafficModel::new(&cell).unwrap();
+    let (mut a, mut b) = pktio::mem::pair(4096, 2048);
+    let stop = AtomicBool::new(false);
+    let cfg = WorkerConfig { shared_clock: true, poll: PollMode::Busy, max_ns: Some(60_000_000_000), ..WorkerConfig::new(cell.clone(), timing.clone()) };
+    send(&mut a, &control(Message::Start(StartOfRun { run_id: 4, epoch_ns: worker::now_ns(), config_hash: 0 })));
+    let mut seq = vec![0u8; usize::from(cell.antennas)];
+    for f in slot_frames(&cell, &model, 0, &mut seq) {
+        send(&mut a, &f);
+    }
+    // Slots 1..=10 are lost on the wire: 140 SEQ_IDs per eAxC (more than 128).
+    for n in 1..=10 {
+        let _ = slot_frames(&cell, &model, n, &mut seq);
+    }
+    for f in slot_frames(&cell, &model, 11, &mut seq) {
+        send(&mut a, &f);
+    }
+    send(&mut a, &control(Message::End(EndOfRun { run_id: 4, slots_sent: 12, uplane_sent: 12 * 28, cplane_sent: 0 })));
+    let mut p = SlotProcessor::new(&cell).unwrap();
+    let s = worker::run(&cfg, &mut b, &mut p, &stop).unwrap();
+    let c = &s.counters;
+    assert_eq!(c.slots_processed, 2);
+    assert_eq!(c.out_of_order, 0);
+    assert_eq!(c.seq_gaps, 2 * 140);
+    assert_eq!(c.lost, Some(10 * 28));
+    assert_eq!(c.bit_errors, 0);
+}

@@ -169,7 +169,9 @@ struct State {
     ended: bool,
     macs: Option<([u8; 6], [u8; 6])>,
     // sequence tracking per antenna × plane
-    next_seq: Vec<[Option<u8>; 2]>,
+    /// Per antenna and plane: expected next SEQ_ID and the position
+    /// (slot · 14 + symbol) of the last packet that advanced it.
+    next_seq: Vec<[Option<(u8, u64)>; 2]>,
     // assembly
     cur: Option<u64>,
     last_done: Option<u64>,
@@ -318,7 +320,7 @@ impl State {
                 }
                 self.c.uplane_rx += 1;
                 self.learn_macs(f);
-                let behind = self.seq_check(a, 0, u.rtc.seq_id);
+                let behind = self.seq_check(a, 0, u.rtc.seq_id, n * 14 + u64::from(s));
                 if self.cfg.shared_clock {
                     if let Some(tx) = trailer::read(frame.trailer) {
                         self.one_way.saturating_record(now.saturating_sub(tx));
@@ -384,8 +386,13 @@ impl State {
                     self.c.malformed += 1;
                     return;
                 }
+                let id = SlotId { frame: cp.header.frame_id, subframe: cp.header.subframe_id, slot: cp.header.slot_id };
+                let Some(n) = self.clock0.unwrap_slot(id, self.near) else {
+                    self.c.malformed += 1;
+                    return;
+                };
                 self.c.cplane_rx += 1;
-                if self.seq_check(a, 1, cp.rtc.seq_id) {
+                if self.seq_check(a, 1, cp.rtc.seq_id, n * 14 + u64::from(cp.header.symbol_id)) {
                     self.c.out_of_order += 1;
                 }
                 if self.cfg.shared_clock {
@@ -419,22 +426,22 @@ impl State {
     }
 
     /// Checks SEQ_ID per eAxC and plane; returns true when the packet is
-    /// behind the expected sequence (reordered or duplicated).
-    fn seq_check(&mut self, a: usize, plane: usize, seq: u8) -> bool {
-        let slot = &mut self.next_seq[a][plane];
-        match *slot {
+    /// behind: an older SEQ_ID for a position (slot · 14 + symbol) not after
+    /// the last one seen (reordered or duplicated). A SEQ_ID jump on a later
+    /// position is a gap (packets lost or still to come), whatever its size
+    /// modulo 256.
+    fn seq_check(&mut self, a: usize, plane: usize, seq: u8, pos: u64) -> bool {
+        let st = &mut self.next_seq[a][plane];
+        match *st {
             None => {
-                *slot = Some(seq.wrapping_add(1));
+                *st = Some((seq.wrapping_add(1), pos));
                 false
             }
-            Some(exp) => {
+            Some((exp, last)) => {
                 let d = seq.wrapping_sub(exp);
-                if d == 0 {
-                    *slot = Some(seq.wrapping_add(1));
-                    false
-                } else if d < 128 {
+                if d == 0 || pos > last || (pos == last && d < 128) {
                     self.c.seq_gaps += u64::from(d);
-                    *slot = Some(seq.wrapping_add(1));
+                    *st = Some((seq.wrapping_add(1), pos.max(last)));
                     false
                 } else {
                     true
