@@ -31,7 +31,9 @@ pub struct StandaloneOpts {
     pub cpu: Option<usize>,
     /// SCHED_FIFO priority.
     pub fifo: Option<i32>,
-    /// Destination MAC; broadcast when `None`.
+    /// Destination MAC; broadcast when `None`. The source MAC is the
+    /// interface's own (so the worker's replies, sent back to it, are
+    /// accepted by the interface and its XDP program).
     pub dst_mac: Option<[u8; 6]>,
     /// Write the interval log here.
     pub hlog: Option<PathBuf>,
@@ -46,6 +48,17 @@ fn open(o: &StandaloneOpts) -> Result<Box<dyn PacketIo>, LiveError> {
         Transport::AfPacketUring => Box::new(pktio::uring::AfPacketUring::open(&o.iface, &pktio::afpacket::AfPacketConfig::default()).map_err(io)?),
         Transport::Mem => return Err(LiveError::Config("transport mem only connects threads of one process; use afxdp, af_packet or af_packet_uring".into())),
     })
+}
+
+/// The MAC address of `iface` from sysfs.
+fn iface_mac(iface: &str) -> Option<[u8; 6]> {
+    let s = std::fs::read_to_string(format!("/sys/class/net/{iface}/address")).ok()?;
+    let mut m = [0u8; 6];
+    let mut parts = s.trim().split(':');
+    for b in m.iter_mut() {
+        *b = u8::from_str_radix(parts.next()?, 16).ok()?;
+    }
+    Some(m)
 }
 
 fn line(name: &str, h: &Histogram<u64>) -> String {
@@ -77,6 +90,9 @@ pub fn run_standalone(o: &StandaloneOpts, out: &mut dyn Write) -> Result<LiveRep
     }
     let mut cfg = LiveConfig::new(o.cell.clone(), o.timing.clone(), LiveConfig::slots_for(&o.cell, o.seconds));
     cfg.dst_mac = o.dst_mac.unwrap_or([0xff; 6]);
+    if let Some(m) = iface_mac(&o.iface) {
+        cfg.src_mac = m;
+    }
     let wall = std::time::SystemTime::now() + std::time::Duration::from_nanos(cfg.start_delay_ns);
     let rep = super::run(&cfg, io.as_mut(), stop, &|p| {
         eprintln!("rrh-sim live: {}/{} slots, {} replies, {} late", p.slots_sent, p.slots_total, p.replies, p.late_replies)
