@@ -1,7 +1,7 @@
 //! Real-time set-up of the calling thread: CPU affinity, SCHED_FIFO,
 //! mlockall and 1 ns timer slack, each reported as granted or refused (with
 //! the reason) instead of failing the run. Every `unsafe` block of rrh-sim
-//! lives in [`sys`] below.
+//! lives in the private `sys` module below.
 
 use serde::Serialize;
 
