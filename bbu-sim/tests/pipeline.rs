@@ -194,3 +194,27 @@ fn every_code_path_gives_identical_results() {
         }
     }
 }
+
+#[test]
+fn llr_signs_match_the_transmitted_bits_at_their_documented_index() {
+    let c = cell(10, 4, 2, Modulation::Qam64, 40.0);
+    let m = TrafficModel::new(&c).unwrap();
+    let mut p = SlotProcessor::new(&c).unwrap();
+    feed(&m, &mut p, 1, 32, &|_, _, _| false);
+    assert_eq!(p.process(1).bit_errors, 0);
+    let r = m.reference();
+    let nsc = r.subcarriers();
+    for layer in 0..2usize {
+        let idx = r.qam_indices(1, layer as u8);
+        for ds in [0usize, 5, 11] {
+            for k in [0usize, 7, 16, nsc - 1] {
+                for bit in 0..6usize {
+                    let sent = (idx[ds * nsc + k] >> (5 - bit)) & 1;
+                    let llr = p.llrs()[p.llr_index(layer, ds, k, bit)];
+                    assert_ne!(llr, 0, "layer {layer} symbol {ds} subcarrier {k} bit {bit}");
+                    assert_eq!(u8::from(llr < 0), sent, "layer {layer} symbol {ds} subcarrier {k} bit {bit}");
+                }
+            }
+        }
+    }
+}

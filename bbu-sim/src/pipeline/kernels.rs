@@ -6,6 +6,10 @@
 //!
 //! Everything here is `#[inline(always)]` so it is compiled inside each
 //! `#[target_feature]` wrapper.
+//!
+//! The lane and matrix loops index several arrays with one counter on
+//! purpose (that is the shape LLVM vectorises), hence the clippy allowance.
+#![allow(clippy::needless_range_loop)]
 
 /// Subcarriers per block (one 512-bit vector of `f32`).
 pub const LANES: usize = 16;
@@ -273,9 +277,9 @@ pub struct DetectArgs<'a> {
     pub w_im: &'a [f32],
     /// LLR scale per `[layer][subcarrier]`.
     pub c: &'a [f32],
-    /// Output LLRs `[layer][data symbol][bit][subcarrier]` (bit planes, i8, positive = bit 0).
+    /// Output LLRs `[layer][data symbol][block][bit][lane]` (i8, positive = bit 0).
     pub llr: &'a mut [i8],
-    /// Expected bits `[layer][data symbol][bit][block]`, one `u16` (16 subcarriers) per block.
+    /// Expected bits `[layer][data symbol][block][bit]`, one `u16` (16 lanes) each.
     pub expected: &'a [u16],
     /// Accumulator that keeps the equaliser output alive when demapping is skipped (benches).
     pub sink: &'a mut [f32],
@@ -313,14 +317,16 @@ pub fn detect<const L: usize, const Q: usize, const DEMAP: bool, const CHECK: bo
                 };
                 let mut xr = [Z; L];
                 let mut xi = [Z; L];
+                // One bounds check per block for the weights.
+                let (wrb, wib) = (&a.w_re[wb..wb + L * an * LANES], &a.w_im[wb..wb + L * an * LANES]);
                 for ant in 0..an {
                     let yo = (ant * 14 + usize::from(sym)) * a.nscp + o;
                     let yr = load(a.y_re, yo);
                     let yi = load(a.y_im, yo);
                     for l in 0..L {
-                        let wo = wb + (l * an + ant) * LANES;
-                        let wr = load(a.w_re, wo);
-                        let wi = load(a.w_im, wo);
+                        let wo = (l * an + ant) * LANES;
+                        let wr = load(wrb, wo);
+                        let wi = load(wib, wo);
                         for i in 0..LANES {
                             xr[l][i] += wr[i] * yr[i] - wi[i] * yi[i];
                             xi[l][i] += wr[i] * yi[i] + wi[i] * yr[i];
@@ -337,7 +343,10 @@ pub fn detect<const L: usize, const Q: usize, const DEMAP: bool, const CHECK: bo
                 }
                 for l in 0..L {
                     let c = load(a.c, l * a.nscp + o);
-                    let row = (l * nd + ds) * Q;
+                    // LLRs and expected bits of this (layer, symbol, block): contiguous.
+                    let cell = (l * nd + ds) * a.nblk + blk;
+                    let out = &mut a.llr[cell * Q * LANES..(cell + 1) * Q * LANES];
+                    let exp = &a.expected[cell * Q..(cell + 1) * Q];
                     let mut tr = xr[l];
                     let mut ti = xi[l];
                     for j in 0..m {
@@ -349,7 +358,6 @@ pub fn detect<const L: usize, const Q: usize, const DEMAP: bool, const CHECK: bo
                             }
                         }
                         for (b, t) in [(2 * j, &tr), (2 * j + 1, &ti)] {
-                            let out = &mut a.llr[(row + b) * a.nscp + o..][..LANES];
                             // Saturate in f32 and round to the nearest integer with the
                             // 1.5·2²³ trick (vectorises; a saturating `as i32` does not).
                             let mut q = [0i32; LANES];
@@ -362,11 +370,10 @@ pub fn detect<const L: usize, const Q: usize, const DEMAP: bool, const CHECK: bo
                             for i in 0..LANES {
                                 qb[i] = q[i] as i8;
                             }
-                            out.copy_from_slice(&qb);
+                            out[b * LANES..(b + 1) * LANES].copy_from_slice(&qb);
                             if CHECK {
                                 let mask = super::dispatch::sign_mask16(&qb);
-                                let exp = a.expected[(row + b) * a.nblk + blk];
-                                errors += u64::from(((mask ^ exp) & valid).count_ones());
+                                errors += u64::from(((mask ^ exp[b]) & valid).count_ones());
                             }
                         }
                     }

@@ -11,8 +11,8 @@
 //! real and imaginary arrays; the received grid is
 //! `[antenna][symbol][subcarrier]`, channel estimates
 //! `[antenna][layer][subcarrier]`, weights `[block][layer][antenna][lane]`
-//! and LLRs bit-planar `[layer][data symbol][bit][subcarrier]` (`i8`,
-//! positive = bit 0, [`SlotProcessor::llrs`]).
+//! and LLRs `[layer][data symbol][block][bit][lane]` (`i8`, positive =
+//! bit 0, [`SlotProcessor::llrs`]).
 //!
 //! # Stages
 //!
@@ -191,10 +191,10 @@ impl SlotProcessor {
                 let idx = reference.qam_indices(e as u64, l as u8);
                 for ds in 0..nd {
                     for b in 0..q {
-                        let row = ((e * ln + l) * nd + ds) * q + b;
                         for k in 0..nsc {
                             let bit = (idx[ds * nsc + k] >> (q - 1 - b)) & 1;
-                            expected[row * nblk + k / LANES] |= u16::from(bit) << (k % LANES);
+                            let cell = ((e * ln + l) * nd + ds) * nblk + k / LANES;
+                            expected[cell * q + b] |= u16::from(bit) << (k % LANES);
                         }
                     }
                 }
@@ -470,15 +470,18 @@ impl SlotProcessor {
         }
     }
 
-    /// LLRs of the last processed slot: `[layer][data symbol][bit][subcarrier]`
-    /// with [`SlotProcessor::llr_row_len`] entries per row (the tail of each
-    /// row past `prbs · 12` is padding). Positive means bit 0.
+    /// LLRs of the last processed slot (`i8`, positive means bit 0), laid
+    /// out `[layer][data symbol][block of 16 subcarriers][bit][lane]`; see
+    /// [`SlotProcessor::llr_index`]. Lanes past `prbs · 12` are padding.
     pub fn llrs(&self) -> &[i8] {
         &self.llr
     }
 
-    /// Entries per LLR row (subcarriers rounded up to a multiple of 16).
-    pub fn llr_row_len(&self) -> usize {
-        self.nscp
+    /// Position in [`SlotProcessor::llrs`] of bit `bit` (38.211 order b(i))
+    /// of the QAM point of `layer` on `subcarrier` of the `data_symbol`-th
+    /// data symbol.
+    pub fn llr_index(&self, layer: usize, data_symbol: usize, subcarrier: usize, bit: usize) -> usize {
+        let cell = (layer * self.data_syms.len() + data_symbol) * self.nblk + subcarrier / LANES;
+        (cell * self.q + bit) * LANES + subcarrier % LANES
     }
 }
