@@ -171,6 +171,16 @@ fn dropping_the_handle_kills_the_guest_and_a_bad_worker_fails_cleanly() {
     assert!(e.to_string().contains("CRANLAB-EXIT 3") || e.to_string().contains("Exited(3)"), "{e}");
     nothing_left(&name);
 
+    // A dynamically linked worker runs too (its libraries are copied in):
+    // coreutils `env` prints its environment, including READY=1, and exits.
+    let mut dynamic = spec(&tmp, &name, ns.name(), link.rrh.name(), link.worker_mac);
+    dynamic.program = "/usr/bin/env".into();
+    dynamic.args = vec!["READY=1".into()];
+    let mut h = KvmDeployment::new().launch(&dynamic).unwrap_or_else(|e| panic!("launch a dynamic worker: {e}"));
+    assert_eq!(h.stop(Duration::from_secs(30)).expect("stop"), WorkerExit::Exited(0));
+    drop(h);
+    nothing_left(&name);
+
     // Drop without stop.
     let name = format!("cranlab-drop-{}", std::process::id());
     let s = spec(&tmp, &name, ns.name(), link.rrh.name(), link.worker_mac);
