@@ -1,6 +1,14 @@
-//! Embeds `git describe --always --dirty` as `CRANLAB_GIT_REVISION`.
+//! Embeds `git describe --always --dirty` as `CRANLAB_GIT_REVISION` (an
+//! already set `CRANLAB_GIT_REVISION` wins: builds from an exported tree).
 
 fn main() {
+    println!("cargo:rerun-if-env-changed=CRANLAB_GIT_REVISION");
+    if let Ok(rev) = std::env::var("CRANLAB_GIT_REVISION") {
+        if !rev.trim().is_empty() {
+            println!("cargo:rustc-env=CRANLAB_GIT_REVISION={}", rev.trim());
+            return;
+        }
+    }
     let rev = std::process::Command::new("git")
         .args(["describe", "--always", "--dirty"])
         .output()
