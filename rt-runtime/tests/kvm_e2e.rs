@@ -191,3 +191,37 @@ fn dropping_the_handle_kills_the_guest_and_a_bad_worker_fails_cleanly() {
     assert!(!std::path::Path::new(&format!("/proc/{pid}")).exists(), "qemu {pid} survived the drop");
     nothing_left(&name);
 }
+
+#[test]
+fn kvm_probe_runs_a_real_guest_and_leaves_nothing() {
+    if let Some(why) = skip_reason() {
+        eprintln!("skipped: {why}");
+        return;
+    }
+    if !std::path::Path::new("/dev/kvm").exists() {
+        eprintln!("skipped: no /dev/kvm to probe");
+        return;
+    }
+    let _one = ONE_VM.lock().unwrap_or_else(|e| e.into_inner());
+    let qemu = kvm::qemu::find_qemu().unwrap();
+    // The probe runs even where detection would skip it, to see what -accel kvm does here.
+    let outcome = kvm::detect::run_probe(&qemu, &kvm::ImageOptions::default(), Duration::from_secs(60));
+    eprintln!("probe under -accel kvm: {outcome:?}");
+    match &outcome {
+        kvm::detect::ProbeOutcome::Ran { boot_ms } => assert!(*boot_ms > 0),
+        kvm::detect::ProbeOutcome::Failed { detail } => assert!(!detail.is_empty()),
+    }
+    let facts = kvm::detect::read_host_facts(&kvm::detect::HostRoots::default());
+    let (accel, why) = kvm::detect::decide(&facts, Some(&outcome));
+    if facts.vendor_module.is_none() {
+        // Whatever the paravirtual /dev/kvm did, it is not hardware KVM.
+        assert_eq!(accel, kvm::Accel::Tcg, "{why:?}");
+    }
+    assert!(kvm::list_vms(std::path::Path::new("/proc")).iter().all(|v| v.name != "cranlab-probe"), "probe qemu left running");
+    let leftovers: Vec<_> = fs::read_dir(std::env::temp_dir())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy() == format!("cranlab-kvm-probe-{}", std::process::id()))
+        .collect();
+    assert!(leftovers.is_empty(), "probe temp dir left behind");
+}
