@@ -7,15 +7,20 @@ use std::os::fd::RawFd;
 use std::os::unix::process::CommandExt;
 use std::process::Command;
 
-/// Makes the child enter the network namespace `netns_fd` (if any) and die
-/// with SIGKILL when the thread that spawned it exits.
+/// Makes the child enter the network namespace `netns_fd` (if any), die
+/// with SIGKILL when the thread that spawned it exits, and dump no core.
 pub fn prepare_child(cmd: &mut Command, netns_fd: Option<RawFd>) {
     // SAFETY: the closure runs between fork and exec and only calls
-    // async-signal-safe system calls (prctl, getppid, setns) on values
+    // async-signal-safe system calls (prctl, setrlimit, getppid, setns) on values
     // captured by copy; it allocates nothing.
     unsafe {
         cmd.pre_exec(move || {
             if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0, 0, 0) != 0 {
+                return Err(io::Error::last_os_error());
+            }
+            // No core dumps: a QEMU core holds the whole guest RAM.
+            let no_core = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+            if libc::setrlimit(libc::RLIMIT_CORE, &no_core) != 0 {
                 return Err(io::Error::last_os_error());
             }
             // The parent may already have died between fork and prctl.
