@@ -437,7 +437,7 @@ pub fn run(req: &RunRequest) -> Result<RunOutcome, RunError> {
 
     let mut runs = Vec::new();
     for a in accs.iter().filter(|a| a.rounds > 0) {
-        runs.push(write_run(a, s, &req.out)?);
+        runs.push(write_run(a, s, &req.out, started)?);
     }
     let results = Results {
         schema: SCHEMA.into(),
@@ -456,7 +456,7 @@ pub fn run(req: &RunRequest) -> Result<RunOutcome, RunError> {
 }
 
 /// Writes the `.hgrm` files and `.hlog` of one deployment, returns its run object.
-fn write_run(a: &Acc, s: &Scenario, out: &Path) -> Result<RunResult, RunError> {
+fn write_run(a: &Acc, s: &Scenario, out: &Path, started: SystemTime) -> Result<RunResult, RunError> {
     let dep = a.kind.as_str();
     let granted = a.granted.clone().unwrap_or_default();
     let mut r = RunResult {
@@ -521,7 +521,9 @@ fn write_run(a: &Acc, s: &Scenario, out: &Path) -> Result<RunResult, RunError> {
         r.metrics.insert("ta4_margin_ns".into(), all_ta4.summarize());
     }
     let hlog = format!("{dep}.hlog");
-    let start = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+    // Interval timestamps are relative to the run's start (rounds of other
+    // deployments show as gaps).
+    let start = started.duration_since(UNIX_EPOCH).unwrap_or_default();
     histio::write_hlog(&out.join(&hlog), start, &a.intervals, &format!("cranlab {} deployment {dep}", crate::GIT_REVISION))
         .map_err(|e| step("write interval log", e))?;
     r.files.insert("hlog".into(), hlog);
