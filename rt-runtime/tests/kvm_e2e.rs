@@ -225,3 +225,25 @@ fn kvm_probe_runs_a_real_guest_and_leaves_nothing() {
         .collect();
     assert!(leftovers.is_empty(), "probe temp dir left behind");
 }
+
+#[test]
+fn q35_fallback_boots_the_same_image() {
+    if let Some(why) = skip_reason() {
+        eprintln!("skipped: {why}");
+        return;
+    }
+    let _one = ONE_VM.lock().unwrap_or_else(|e| e.into_inner());
+    let tmp = Tmp(std::env::temp_dir().join(format!("cranlab-kvm-e2e3-{}", std::process::id())));
+    fs::create_dir_all(&tmp.0).unwrap();
+    let ns = net::Netns::create(&net::owned_netns_name("k")).expect("create netns");
+    let link = net::tap(&net::short_tag(), ns.name(), 1500).expect("create tap");
+    let name = format!("cranlab-q35-{}", std::process::id());
+    let s = spec(&tmp, &name, ns.name(), link.rrh.name(), link.worker_mac);
+    let d = KvmDeployment::with_options(kvm::KvmOptions { machine: Some(kvm::Machine::Q35), ..kvm::KvmOptions::default() });
+    let mut h = d.launch(&s).unwrap_or_else(|e| panic!("launch on q35: {e}"));
+    assert!(h.facts().notes.iter().any(|n| n.contains("q35 (asked for)")), "{:?}", h.facts().notes);
+    assert!(fs::read_to_string(&s.log).unwrap().contains("READY iface=fh0"));
+    assert_eq!(h.stop(Duration::from_secs(60)).expect("stop"), WorkerExit::Exited(0));
+    drop(h);
+    nothing_left(&name);
+}

@@ -240,7 +240,11 @@ impl Deployment for KvmDeployment {
         };
         let mut notes = decision.notes();
         if machine == Machine::Q35 {
-            notes.push("this QEMU has no microvm machine; the guest runs on q35".into());
+            notes.push(if self.opts.machine.is_some() {
+                "the guest runs on q35 (asked for)".into()
+            } else {
+                "this QEMU has no microvm machine; the guest runs on q35".into()
+            });
         }
         if let Some(m) = &self.opts.cpu_model {
             notes.push(format!("guest CPU model {m} (asked for)"));
@@ -348,15 +352,9 @@ impl Deployment for KvmDeployment {
         let (host_sched, sched_notes) = h.set_vcpu_sched(spec, &pinned.worker_tids);
         notes.extend(sched_notes);
 
-        // What the guest kernel granted (the init prints it about 1 s after exec).
-        let t = Instant::now();
-        let mut granted = None;
-        while t.elapsed() < Duration::from_secs(4) && granted.is_none() {
-            granted = parse_granted(&fs::read_to_string(&spec.log).unwrap_or_default());
-            if granted.is_none() {
-                std::thread::sleep(Duration::from_millis(50));
-            }
-        }
+        // What the guest kernel granted: asked for now that the worker has
+        // set itself up (its own --fifo/--mlock come before its READY).
+        let granted = h.ask_granted(Duration::from_secs(15));
         h.facts.cpus = pinned.host_cpus.clone();
         match granted {
             Some(g) => {
@@ -382,7 +380,7 @@ impl Deployment for KvmDeployment {
             }
             None => {
                 h.facts.sched = "unknown".into();
-                notes.push("the guest init did not report the worker's scheduling (no CRANLAB-GRANTED line)".into());
+                notes.push("the guest init did not report the worker's scheduling (no CRANLAB-GRANTED line within 15 s)".into());
             }
         }
         if host_sched != h.facts.sched {
@@ -544,6 +542,22 @@ impl KvmHandle {
         }
         scheds.dedup();
         (scheds.join(","), notes)
+    }
+
+    /// Asks the init for its `CRANLAB-GRANTED` line and waits for it.
+    fn ask_granted(&mut self, timeout: Duration) -> Option<GuestGranted> {
+        let s = self.ctl.as_mut()?;
+        s.write_all(b"granted\n").ok()?;
+        let t = Instant::now();
+        loop {
+            if let Some(g) = parse_granted(&fs::read_to_string(&self.log).unwrap_or_default()) {
+                return Some(g);
+            }
+            if t.elapsed() > timeout {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     fn wait_ready(&mut self, spec: &WorkerSpec, started: Instant) -> Result<(), DeployError> {

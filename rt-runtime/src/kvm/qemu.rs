@@ -129,7 +129,9 @@ impl QemuConfig {
                 if n.vhost { ",vhost=on" } else { "" }
             ));
             push("-device");
-            push(&format!("{net_dev},netdev=fh0,mac={}", fmt_mac(&n.mac)));
+            // q35: no iPXE option ROM (nothing boots from the network; saves boot time).
+            let rom = if self.machine == Machine::Q35 { ",romfile=" } else { "" };
+            push(&format!("{net_dev},netdev=fh0,mac={}{rom}", fmt_mac(&n.mac)));
         }
         a.push("-kernel".into());
         a.push(self.kernel.clone().into());
@@ -326,7 +328,7 @@ mod tests {
         c.nic.as_mut().unwrap().vhost = true;
         let s = joined(&c);
         assert!(s.contains("-M q35 -accel kvm -cpu host"), "{s}");
-        assert!(s.contains("vhost=on -device virtio-net-pci,netdev=fh0"), "{s}");
+        assert!(s.contains("vhost=on -device virtio-net-pci,netdev=fh0,mac=02:c7:00:00:01:ff,romfile="), "{s}");
         assert!(s.contains("-device virtio-serial-pci"), "{s}");
         assert!(!s.contains(" -S "), "{s}");
         c.cpu_model = Some("Skylake-Server".into());
