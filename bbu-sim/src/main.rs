@@ -93,7 +93,7 @@ fn real_main() -> Result<()> {
             bail!("--max-seconds {s} must be a positive number of seconds");
         }
     }
-    let stop = rt::stop_on_signals().map_err(anyhow::Error::msg)?;
+    let stop = rt::stop_on_signals()?;
     let mut io = open(&args)?;
     let mut pipeline = SlotProcessor::new(&args.cell).context("build the l1 pipeline")?;
     let granted = rt::apply(args.cpu, args.fifo, args.mlock)?;

@@ -79,7 +79,7 @@ pub fn run_standalone(o: &StandaloneOpts, out: &mut dyn Write) -> Result<LiveRep
         return Err(LiveError::Config(format!("seconds {} must be positive", o.seconds)));
     }
     let mut io = open(o)?;
-    let stop = rt::stop_on_signals().map_err(LiveError::Config)?;
+    let stop = rt::stop_on_signals().map_err(|e| LiveError::Config(e.to_string()))?;
     let granted = rt::pin_and_fifo(o.cpu, o.fifo).map_err(|e| LiveError::Config(e.to_string()))?;
     let w = |out: &mut dyn Write, s: String| {
         let _ = writeln!(out, "{s}");
