@@ -11,7 +11,8 @@ use fronthaul::ecpri::{Eaxc, EthHeader, RtcHeader};
 use fronthaul::oran::AppHeader;
 use fronthaul::packetize::{PlanConfig, SymbolPlan, UPlaneFields};
 use fronthaul::reply::{config_hash, trailer, EndOfRun, Message, StartOfRun};
-use fronthaul::timing::{SymbolClock, TimingConfig};
+use fronthaul::numerology::SymbolClock;
+use fronthaul::timing::TimingConfig;
 use fronthaul::traffic::TrafficModel;
 use pktio::PacketIo;
 
@@ -21,7 +22,7 @@ const SRC: [u8; 6] = [2, 0, 0, 0, 0, 1];
 /// The U-plane frames of one slot, per symbol and antenna, SEQ_IDs from `seq`.
 fn slot_frames(cell: &CellConfig, model: &TrafficModel, slot: u64, seq: &mut [u8]) -> Vec<Vec<u8>> {
     let plan = SymbolPlan::new(PlanConfig { trailer_len: trailer::LEN, ..PlanConfig::from_cell(cell) }).unwrap();
-    let id = SymbolClock { mu: cell.mu, epoch_ns: 0 }.slot_id(slot);
+    let id = SymbolClock::new(cell.mu, 0).unwrap().slot_id(slot);
     let eth = EthHeader { dst: DST, src: SRC, vlan_tci: None };
     let mut out = Vec::new();
     for s in 0..14u8 {

@@ -9,12 +9,16 @@
 //!
 //! A [`SymbolClock`] maps an absolute symbol index counted from an epoch on
 //! a monotonic time base to the O-RAN/NR counters (SFN, frameId, subframe,
-//! slot, symbol) and to the symbol's due time, and back from an instant.
+//! slot, symbol) and to the symbol's due time, and back from an instant; it
+//! also turns the O-RAN ids of a received packet ([`SlotId`]) back into an
+//! absolute slot index ([`SymbolClock::unwrap_slot`]). It is the only symbol
+//! clock of the workspace: both simulators and the Ta4 accounting of
+//! [`crate::timing`] take air times from it.
 
 use crate::error::FhError;
 
 /// Symbols per slot (normal cyclic prefix).
-pub const SYMBOLS_PER_SLOT: u32 = 14;
+pub const SYMBOLS_PER_SLOT: u8 = 14;
 /// Subframes per 10 ms frame.
 pub const SUBFRAMES_PER_FRAME: u32 = 10;
 /// SFN period (frames).
@@ -232,6 +236,13 @@ pub struct SymbolTime {
     pub offset_ns: u64,
 }
 
+impl SymbolTime {
+    /// The O-RAN ids (frameId, subframeId, slotId) of this symbol's slot.
+    pub fn slot_id(&self) -> SlotId {
+        SlotId { frame: self.frame_id, subframe: self.subframe, slot: self.slot }
+    }
+}
+
 /// The symbol clock: a numerology and the epoch (time of SFN 0, subframe 0,
 /// slot 0, symbol 0) on a monotonic time base in ns.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -240,6 +251,18 @@ pub struct SymbolClock {
     pub numerology: Numerology,
     /// Epoch in ns on the caller's time base (e.g. CLOCK_MONOTONIC).
     pub epoch_ns: u64,
+}
+
+/// O-RAN timing fields of a slot (the application header's frameId,
+/// subframeId and slotId).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SlotId {
+    /// frameId (SFN mod 256).
+    pub frame: u8,
+    /// subframeId 0..=9.
+    pub subframe: u8,
+    /// slotId 0..2^µ−1.
+    pub slot: u8,
 }
 
 /// A symbol and its due time on the clock's time base.
@@ -272,6 +295,40 @@ impl SymbolClock {
     pub fn at(&self, now_ns: u64) -> Option<DueSymbol> {
         let since = now_ns.checked_sub(self.epoch_ns)?;
         Some(self.symbol(self.numerology.symbol_at(since)))
+    }
+
+    /// Slot duration in ns (1 ms / 2^µ).
+    pub fn slot_ns(&self) -> u64 {
+        self.numerology.slot_ns()
+    }
+
+    /// Slots per 256 frames: the period after which the O-RAN frameId wraps.
+    pub fn wrap_slots(&self) -> u64 {
+        256 * u64::from(self.numerology.slots_per_frame())
+    }
+
+    /// O-RAN frameId, subframeId and slotId of absolute slot `slot_index`.
+    pub fn slot_id(&self, slot_index: u64) -> SlotId {
+        self.numerology.symbol_time(slot_index * u64::from(SYMBOLS_PER_SLOT)).slot_id()
+    }
+
+    /// The absolute slot index with these O-RAN ids nearest to `near`
+    /// (undoes the 2.56 s frameId wrap). `None` when the ids are out of
+    /// range for this numerology.
+    pub fn unwrap_slot(&self, id: SlotId, near: u64) -> Option<u64> {
+        let n = self.numerology;
+        if u32::from(id.subframe) >= SUBFRAMES_PER_FRAME || u32::from(id.slot) >= n.slots_per_subframe() {
+            return None;
+        }
+        let wrap = self.wrap_slots();
+        let in_period = (u64::from(id.frame) * u64::from(SUBFRAMES_PER_FRAME) + u64::from(id.subframe)) * u64::from(n.slots_per_subframe()) + u64::from(id.slot);
+        let mut best = near - near % wrap + in_period;
+        for cand in [best.checked_sub(wrap), best.checked_add(wrap)].into_iter().flatten() {
+            if cand.abs_diff(near) < best.abs_diff(near) {
+                best = cand;
+            }
+        }
+        Some(best)
     }
 }
 
@@ -345,15 +402,61 @@ mod tests {
     }
 
     #[test]
-    fn agrees_with_timing_symbol_clock() {
+    fn symbol_starts_match_38_211() {
+        // 38.211 §5.3.1: symbol l of a half-subframe lasts (2048 + 144)·κ·2^−µ Tc,
+        // plus 16·κ Tc for l = 0 (κ = 64, Tc = 1/(480 kHz·4096) = 3125/6144 ns).
+        // µ = 0: long symbol 141 312 Tc = 71 875 ns exactly, others 140 288 Tc = 71 354.17 ns.
+        let c0 = SymbolClock::new(0, 0).unwrap();
+        assert_eq!(c0.slot_symbol(0, 1).due_ns, 71_875);
+        assert_eq!(c0.slot_symbol(0, 2).due_ns, 143_229);
+        assert_eq!(c0.slot_symbol(0, 7).due_ns, 500_000, "symbol 7 opens the second half-subframe");
+        assert_eq!(c0.slot_symbol(0, 8).due_ns, 571_875);
+        assert_eq!(c0.slot_symbol(1, 0).due_ns, 1_000_000);
+        // µ = 1: long symbol 71 168 Tc = 36 197.9 ns (floored), others 70 144 Tc = 35 677.1 ns.
+        let c1 = SymbolClock::new(1, 1_000).unwrap();
+        assert_eq!(c1.slot_symbol(0, 0).due_ns, 1_000);
+        assert_eq!(c1.slot_symbol(0, 1).due_ns, 1_000 + 36_197);
+        assert_eq!(c1.slot_symbol(0, 2).due_ns, 1_000 + 71_875);
+        assert_eq!(c1.slot_symbol(0, 13).due_ns, 1_000 + 464_322);
+        assert_eq!(c1.slot_symbol(3, 0).due_ns, 1_000 + 1_500_000);
+        assert_eq!(c1.slot_ns(), 500_000);
+        // µ = 2: only every other slot starts a half-subframe and carries the long CP.
+        let c2 = SymbolClock::new(2, 0).unwrap();
+        assert_eq!(c2.slot_symbol(1, 0).due_ns, 250_260, "slot 0 is 16κ Tc = 520.8 ns longer than 250 µs");
+        assert_eq!(c2.slot_symbol(2, 0).due_ns, 500_000);
+        assert!(c2.numerology.slot_duration_ns(0) > c2.numerology.slot_duration_ns(1));
+        // µ = 3: long symbol 18 560 Tc = 9 440.1 ns, others 17 536 Tc = 8 919.3 ns.
+        let c3 = SymbolClock::new(3, 0).unwrap();
+        assert_eq!(c3.slot_symbol(0, 1).due_ns, 9_440);
+        assert_eq!(c3.slot_symbol(0, 2).due_ns, 18_359);
+        assert_eq!(c3.slot_symbol(4, 0).due_ns, 500_000);
+    }
+
+    #[test]
+    fn slot_ids() {
+        let c = SymbolClock::new(1, 1_000).unwrap();
+        // slot 2·10·300 + 2·7 + 1: frame 300 → frameId 44, subframe 7, slot 1.
+        assert_eq!(c.slot_id(2 * 10 * 300 + 2 * 7 + 1), SlotId { frame: 44, subframe: 7, slot: 1 });
+        assert_eq!(c.wrap_slots(), 5120);
+        assert_eq!(c.slot_id(5120), SlotId { frame: 0, subframe: 0, slot: 0 });
+        let c3 = SymbolClock::new(3, 0).unwrap();
+        assert_eq!(c3.slot_id(8 * 10 * 2 + 8 * 9 + 7), SlotId { frame: 2, subframe: 9, slot: 7 });
+    }
+
+    #[test]
+    fn unwrap_undoes_frame_wrap() {
         for mu in 0..=3u8 {
-            let theirs = crate::timing::SymbolClock { mu, epoch_ns: 7 };
-            let ours = SymbolClock::new(mu, 7).unwrap();
-            for slot in [0u64, 1, 2, 3, 5, 79, 80, 2559, 100_000] {
-                for sym in [0u8, 1, 7, 13] {
-                    assert_eq!(ours.slot_symbol(slot, sym).due_ns, theirs.air_ns(slot, sym), "mu {mu} slot {slot} sym {sym}");
+            let c = SymbolClock::new(mu, 0).unwrap();
+            let w = c.wrap_slots();
+            for n in [0u64, 5, w - 1, w, w + 1, 123_456_789] {
+                let id = c.slot_id(n);
+                for near in [n, n.saturating_sub(100), n + 100] {
+                    assert_eq!(c.unwrap_slot(id, near), Some(n), "mu {mu} n {n} near {near}");
                 }
             }
         }
+        let c = SymbolClock::new(1, 0).unwrap();
+        assert_eq!(c.unwrap_slot(SlotId { frame: 0, subframe: 10, slot: 0 }, 0), None);
+        assert_eq!(c.unwrap_slot(SlotId { frame: 0, subframe: 0, slot: 2 }, 0), None);
     }
 }

@@ -9,7 +9,8 @@
 //!
 //! All offsets are measured from the **air time of the symbol**: the instant
 //! the first sample of the symbol (start of its cyclic prefix) is at the RU
-//! antenna, on the symbol clock both ends share. This is the O-RAN WG4
+//! antenna, on the symbol clock both ends share
+//! ([`crate::numerology::SymbolClock`], exact 38.211 symbol timing). This is the O-RAN WG4
 //! delay-management convention for the uplink as implemented by open stacks
 //! (srsRAN's `du_rx_window_timing_parameters`: "offset from the current OTA
 //! symbol" to the start / end of the UL U-plane reception window; the o-ran-sc
@@ -192,117 +193,6 @@ impl FromStr for TimingConfig {
     }
 }
 
-/// Symbols per slot (normal cyclic prefix).
-pub const SYMBOLS_PER_SLOT: u8 = 14;
-
-/// Slot duration in ns for numerology `mu` (1 ms / 2^µ).
-pub fn slot_ns(mu: u8) -> u64 {
-    1_000_000 >> mu.min(6)
-}
-
-/// Tc (1/(480 kHz·4096) s) from the start of a half-subframe to the start
-/// of its symbol `l` (38.211 §5.3.1: (2048 + 144)·κ·2^−µ Tc per symbol, plus
-/// 16·κ Tc for the first symbol of each half-subframe; κ = 64).
-fn half_offset_tc(mu: u8, l: u64) -> u64 {
-    const KAPPA: u64 = 64;
-    let base = ((2048 + 144) * KAPPA) >> mu;
-    l * base + if l > 0 { 16 * KAPPA } else { 0 }
-}
-
-/// Start of `symbol` (0..=14) of absolute slot `slot_index` relative to
-/// the start of the half-subframe the slot begins in, ns (floored from Tc;
-/// 1 Tc = 3125/6144 ns), and that half-subframe's index.
-fn air_in_half(mu: u8, slot_index: u64, symbol: u8) -> (u64, u64) {
-    let mu = mu.min(6);
-    let per_half = 7u64 << mu;
-    let first = slot_index * u64::from(SYMBOLS_PER_SLOT);
-    let half = first / per_half;
-    let l = first % per_half + u64::from(symbol.min(SYMBOLS_PER_SLOT));
-    // l may reach per_half exactly (end of the half-subframe): still exact.
-    let tc = if l >= per_half { 983_040 + half_offset_tc(mu, l - per_half) } else { half_offset_tc(mu, l) };
-    (half, tc * 3125 / 6144)
-}
-
-/// Start of symbol `symbol` (0..=14; 14 = end of slot) relative to the start
-/// of its slot, in ns, for the `slot_in_subframe`-th slot of a subframe.
-/// For µ ≥ 2 slots differ in length: only the slot holding the first symbol
-/// of a half-subframe carries the longer cyclic prefix.
-pub fn symbol_offset_ns(mu: u8, slot_in_subframe: u32, symbol: u8) -> u64 {
-    let (_, start) = air_in_half(mu, u64::from(slot_in_subframe), 0);
-    let (_, at) = air_in_half(mu, u64::from(slot_in_subframe), symbol);
-    at - start
-}
-
-/// The symbol clock: absolute slot index ↔ O-RAN frame/subframe/slot ids
-/// and the air time of every symbol on a `CLOCK_MONOTONIC` timeline whose
-/// slot 0, symbol 0 starts at `epoch_ns`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct SymbolClock {
-    /// Numerology µ.
-    pub mu: u8,
-    /// Air time of slot 0, symbol 0, ns.
-    pub epoch_ns: u64,
-}
-
-/// O-RAN timing fields of a slot.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct SlotId {
-    /// frameId (SFN mod 256).
-    pub frame: u8,
-    /// subframeId 0..=9.
-    pub subframe: u8,
-    /// slotId 0..2^µ−1.
-    pub slot: u8,
-}
-
-impl SymbolClock {
-    /// Slot duration in ns.
-    pub fn slot_ns(&self) -> u64 {
-        slot_ns(self.mu)
-    }
-
-    /// Slots per 256 frames (the period after which frameId wraps).
-    pub fn wrap_slots(&self) -> u64 {
-        2560u64 << self.mu.min(6)
-    }
-
-    /// Air time of `symbol` of absolute slot `slot_index`, ns.
-    pub fn air_ns(&self, slot_index: u64, symbol: u8) -> u64 {
-        let (half, ns) = air_in_half(self.mu, slot_index, symbol);
-        self.epoch_ns + half * 500_000 + ns
-    }
-
-    /// O-RAN frame/subframe/slot ids of an absolute slot.
-    pub fn slot_id(&self, slot_index: u64) -> SlotId {
-        let mu = self.mu.min(6);
-        let subframes = slot_index >> mu;
-        SlotId {
-            frame: ((subframes / 10) % 256) as u8,
-            subframe: (subframes % 10) as u8,
-            slot: (slot_index & ((1u64 << mu) - 1)) as u8,
-        }
-    }
-
-    /// The absolute slot index with these O-RAN ids nearest to `near`
-    /// (undoes the 2.56 s frameId wrap). `None` when the ids are out of range.
-    pub fn unwrap_slot(&self, id: SlotId, near: u64) -> Option<u64> {
-        let mu = self.mu.min(6);
-        if id.subframe > 9 || u64::from(id.slot) >= (1u64 << mu) {
-            return None;
-        }
-        let wrap = self.wrap_slots();
-        let in_period = ((u64::from(id.frame) * 10 + u64::from(id.subframe)) << mu) + u64::from(id.slot);
-        let base = near - near % wrap;
-        let mut best = base + in_period;
-        for cand in [best.checked_sub(wrap), best.checked_add(wrap)].into_iter().flatten() {
-            if cand.abs_diff(near) < best.abs_diff(near) {
-                best = cand;
-            }
-        }
-        Some(best)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -334,58 +224,6 @@ mod tests {
         let t: TimingConfig = serde_json::from_str(r#"{"budget_slots": 1}"#).unwrap();
         assert_eq!(t, TimingConfig { budget_slots: 1, ..TimingConfig::default() });
         assert!(serde_json::from_str::<TimingConfig>(r#"{"budget": 1}"#).is_err());
-    }
-
-    #[test]
-    fn symbol_clock_matches_38_211() {
-        // µ = 1: slot 500 µs, first symbol of each slot carries the long CP.
-        assert_eq!(slot_ns(1), 500_000);
-        assert_eq!(symbol_offset_ns(1, 0, 0), 0);
-        // long symbol = (2192*32 + 1024) Tc = 71168 Tc = 36197.9 ns
-        assert_eq!(symbol_offset_ns(1, 0, 1), 71_168 * 3125 / 6144);
-        assert_eq!(symbol_offset_ns(1, 1, 14), 500_000);
-        assert_eq!(symbol_offset_ns(0, 0, 14), 1_000_000);
-        // µ = 0: symbols 0 and 7 are long, 7 symbols make exactly 0.5 ms.
-        assert_eq!(symbol_offset_ns(0, 0, 7), 500_000);
-        // µ = 2: the long symbol is in every other slot.
-        assert!(symbol_offset_ns(2, 0, 1) > symbol_offset_ns(2, 1, 1));
-        assert_eq!(symbol_offset_ns(2, 0, 14) + symbol_offset_ns(2, 1, 14), 500_000);
-        let c2 = SymbolClock { mu: 2, epoch_ns: 0 };
-        assert_eq!(c2.air_ns(2, 0), 500_000);
-        assert_eq!(c2.air_ns(1, 14), 500_000);
-        assert_eq!(c2.air_ns(0, 14), c2.air_ns(1, 0));
-        let c = SymbolClock { mu: 1, epoch_ns: 1_000 };
-        assert_eq!(c.air_ns(3, 0), 1_000 + 1_500_000);
-        assert_eq!(c.slot_id(2 * 10 * 300 + 2 * 7 + 1), SlotId { frame: 44, subframe: 7, slot: 1 });
-    }
-
-    #[test]
-    fn agrees_with_the_numerology_symbol_clock() {
-        for mu in 0..=3u8 {
-            let mine = SymbolClock { mu, epoch_ns: 777 };
-            let theirs = crate::numerology::SymbolClock::new(mu, 777).unwrap();
-            for n in (0..200u64).chain([5119, 5120, 40_959, 40_960, 1 << 30]) {
-                for sym in 0..SYMBOLS_PER_SLOT {
-                    let d = theirs.slot_symbol(n, sym);
-                    assert_eq!(mine.air_ns(n, sym), d.due_ns, "mu {mu} slot {n} symbol {sym}");
-                    let id = mine.slot_id(n);
-                    assert_eq!((id.frame, id.subframe, id.slot), (d.time.frame_id, d.time.subframe, d.time.slot), "mu {mu} slot {n}");
-                }
-            }
-        }
-    }
-
-    #[test]
-    fn unwrap_undoes_frame_wrap() {
-        let c = SymbolClock { mu: 1, epoch_ns: 0 };
-        for n in [0u64, 5, 5119, 5120, 5121, 123_456_789] {
-            let id = c.slot_id(n);
-            for near in [n, n.saturating_sub(100), n + 100] {
-                assert_eq!(c.unwrap_slot(id, near), Some(n), "n {n} near {near}");
-            }
-        }
-        assert_eq!(c.unwrap_slot(SlotId { frame: 0, subframe: 10, slot: 0 }, 0), None);
-        assert_eq!(c.unwrap_slot(SlotId { frame: 0, subframe: 0, slot: 2 }, 0), None);
     }
 
     #[test]

@@ -31,7 +31,8 @@ use std::time::Duration;
 use fronthaul::cell::CellConfig;
 use fronthaul::ecpri::Eaxc;
 use fronthaul::reply::{self, config_hash, trailer, Message as Ctl, SlotDone};
-use fronthaul::timing::{SlotId, SymbolClock, TimingConfig, WindowPosition, SYMBOLS_PER_SLOT};
+use fronthaul::numerology::{SlotId, SymbolClock, SYMBOLS_PER_SLOT};
+use fronthaul::timing::{TimingConfig, WindowPosition};
 use fronthaul::{parse_frame, Message, ParseConfig};
 use hdrhistogram::Histogram;
 use pktio::{PacketIo, PktError, Wait};
@@ -214,7 +215,7 @@ impl State {
             antennas,
             prbs: cfg.cell.prbs,
             my_hash: config_hash(&cfg.cell.to_spec(), &cfg.timing.to_spec()),
-            clock0: SymbolClock { mu: cfg.cell.mu, epoch_ns: 0 },
+            clock0: SymbolClock::new(cfg.cell.mu, 0).map_err(|e| WorkerError::Config(e.to_string()))?,
             epoch: None,
             epoch_source: "none",
             est_min: u64::MAX,
@@ -452,7 +453,7 @@ impl State {
 
     /// Ta4 window, margin and (blocking mode) wake-up lateness of one U-plane packet.
     fn timing(&mut self, a: usize, n: u64, s: u8, now: u64) {
-        let rel = self.clock0.air_ns(n, s);
+        let rel = self.clock0.slot_symbol(n, s).due_ns;
         let epoch = match self.epoch {
             Some(e) => e,
             None => {

@@ -32,7 +32,8 @@ use fronthaul::ecpri::{Eaxc, EthHeader, RtcHeader};
 use fronthaul::oran::{AppHeader, CPlaneHeader, CSection, UdCompHdr};
 use fronthaul::packetize::{PlanConfig, SymbolPlan, UPlaneFields};
 use fronthaul::reply::{self, config_hash, trailer, EndOfRun, Message, StartOfRun};
-use fronthaul::timing::{SymbolClock, TimingConfig, SYMBOLS_PER_SLOT};
+use fronthaul::numerology::{Numerology, SymbolClock, SYMBOLS_PER_SLOT};
+use fronthaul::timing::TimingConfig;
 use fronthaul::traffic::TrafficModel;
 use fronthaul::FrameBuilder;
 use hdrhistogram::Histogram;
@@ -111,9 +112,11 @@ impl LiveConfig {
         }
     }
 
-    /// Slots in `secs` seconds of this cell's numerology.
+    /// Slots in `secs` seconds of this cell's numerology (a cell with an
+    /// invalid µ counts 1 ms slots here and is rejected by [`run`]).
     pub fn slots_for(cell: &CellConfig, secs: f64) -> u64 {
-        (secs * 1e9 / fronthaul::timing::slot_ns(cell.mu) as f64).ceil().max(1.0) as u64
+        let slot_ns = Numerology::new(cell.mu).map_or(1_000_000, Numerology::slot_ns);
+        (secs * 1e9 / slot_ns as f64).ceil().max(1.0) as u64
     }
 }
 
@@ -381,7 +384,7 @@ struct Rx {
 
 impl Rx {
     fn sched_last(&self, slot: u64) -> u64 {
-        self.clock.air_ns(slot, SYMBOLS_PER_SLOT - 1) + self.ta3
+        self.clock.slot_symbol(slot, SYMBOLS_PER_SLOT - 1).due_ns + self.ta3
     }
 
     fn on_frame(&mut self, f: &[u8]) {
@@ -456,11 +459,12 @@ pub fn run(cfg: &LiveConfig, io: &mut dyn PacketIo, stop: &AtomicBool, progress:
     }
     let transport = io.name();
     let ioerr = |source| LiveError::Io { transport, source };
-    let slot_ns = fronthaul::timing::slot_ns(cfg.cell.mu);
+    let numerology = Numerology::new(cfg.cell.mu).map_err(|e| LiveError::Config(e.to_string()))?;
+    let slot_ns = numerology.slot_ns();
     let symbol_ns = slot_ns / u64::from(SYMBOLS_PER_SLOT);
     let spin_ns = cfg.spin_ns.min(symbol_ns * 2 / 5);
     let epoch = now_ns() + cfg.start_delay_ns;
-    let clock = SymbolClock { mu: cfg.cell.mu, epoch_ns: epoch };
+    let clock = SymbolClock { numerology, epoch_ns: epoch };
     let mut rx = Rx {
         run_id: cfg.run_id,
         clock,
@@ -516,7 +520,7 @@ pub fn run(cfg: &LiveConfig, io: &mut dyn PacketIo, stop: &AtomicBool, progress:
             if stop.load(Ordering::Relaxed) {
                 break 'slots;
             }
-            let due = clock.air_ns(n, s) + cfg.timing.ta3_ns;
+            let due = clock.slot_symbol(n, s).due_ns + cfg.timing.ta3_ns;
             // Wait: sleep in chunks (receiving replies between them), then spin.
             loop {
                 io.recv_batch(32, Wait::Poll, &mut |f| rx.on_frame(f)).map_err(ioerr)?;
