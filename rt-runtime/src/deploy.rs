@@ -181,6 +181,24 @@ pub trait WorkerHandle: Send {
     /// Asks the worker to stop (SIGTERM / guest power-off), waits up to
     /// `grace`, then kills it; returns how it ended.
     fn stop(&mut self, grace: Duration) -> Result<WorkerExit, DeployError>;
+
+    /// Writes a restorable image of the running worker into `dir` and leaves
+    /// it running. Deployments without one say so.
+    fn snapshot(&mut self, dir: &std::path::Path) -> Result<Snapshot, DeployError> {
+        let _ = dir;
+        Err(DeployError::Unavailable { deployment: "snapshot", reason: "this deployment has no snapshot".into() })
+    }
+}
+
+/// A snapshot written by [`WorkerHandle::snapshot`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Snapshot {
+    /// Files written.
+    pub files: Vec<PathBuf>,
+    /// Bytes written.
+    pub bytes: u64,
+    /// What the image holds, in one sentence.
+    pub what: String,
 }
 
 /// One way of running a worker.

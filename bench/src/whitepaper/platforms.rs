@@ -336,10 +336,10 @@ impl Instance for VmInstance {
     }
 
     fn snapshot(&mut self, dir: &Path) -> Result<(u64, String), WpError> {
-        let h = self.handle.as_mut().ok_or_else(|| WpError::step("snapshot guest", "not running"))?;
-        let _ = h;
-        let _ = dir;
-        Err(WpError::step(format!("snapshot guest {}", self.spec.name), "QEMU migration to file is not wired"))
+        let name = self.spec.name.clone();
+        let h = self.handle.as_mut().ok_or_else(|| WpError::step(format!("snapshot guest {name}"), "not running"))?;
+        let s = h.snapshot(dir).map_err(|e| WpError::step(format!("snapshot guest {name}"), e))?;
+        Ok((s.bytes, s.what))
     }
 
     fn stop(&mut self) {

@@ -686,7 +686,51 @@ impl WorkerHandle for KvmHandle {
         self.cleanup();
         Ok(e)
     }
+
+    /// QEMU's own migration to a file (`migrate` with a `file:` URI): the
+    /// guest's whole RAM and device state, restorable with `-incoming`. The
+    /// guest pauses while it is written and runs on afterwards.
+    fn snapshot(&mut self, dir: &Path) -> Result<crate::deploy::Snapshot, DeployError> {
+        fs::create_dir_all(dir).map_err(step(format!("create {}", dir.display())))?;
+        let file = dir.join(format!("{}.migration", self.name));
+        let q = self.qmp.as_mut().ok_or_else(|| DeployError::step(format!("snapshot {}", self.name), QmpMissing))?;
+        let qerr = |what: &str, e: qmp::QmpError| DeployError::step(format!("snapshot {}: {what}", self.name), e);
+        let uri = format!("file:{}", file.display());
+        q.execute("migrate", Some(serde_json::json!({ "uri": uri }))).map_err(|e| qerr("migrate", e))?;
+        let t = Instant::now();
+        loop {
+            let st = q.execute("query-migrate", None).map_err(|e| qerr("query-migrate", e))?;
+            match st.get("status").and_then(|v| v.as_str()).unwrap_or("") {
+                "completed" => break,
+                "failed" | "cancelled" => {
+                    return Err(DeployError::step(format!("snapshot {}", self.name), QmpStatus(st.to_string())));
+                }
+                _ if t.elapsed() > Duration::from_secs(120) => {
+                    return Err(DeployError::step(format!("snapshot {}", self.name), QmpStatus("not completed after 120 s".into())));
+                }
+                _ => std::thread::sleep(Duration::from_millis(10)),
+            }
+        }
+        // Migration leaves the source paused (postmigrate); the guest goes on.
+        q.execute("cont", None).map_err(|e| qerr("cont", e))?;
+        let bytes = fs::metadata(&file).map_err(step(format!("stat {}", file.display())))?.len();
+        Ok(crate::deploy::Snapshot {
+            files: vec![file],
+            bytes,
+            what: "QEMU migration stream to a file (RAM and device state; restorable with -incoming)".into(),
+        })
+    }
 }
+
+/// The QMP connection is gone (the guest ended or was never pinned).
+#[derive(Debug, thiserror::Error)]
+#[error("no qmp connection")]
+struct QmpMissing;
+
+/// A migration that did not complete.
+#[derive(Debug, thiserror::Error)]
+#[error("migration status {0}")]
+struct QmpStatus(String);
 
 impl Drop for KvmHandle {
     fn drop(&mut self) {
