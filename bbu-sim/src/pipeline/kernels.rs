@@ -181,11 +181,18 @@ pub fn weights<const L: usize>(a: &mut WeightArgs<'_>) {
                 pr[i] = a_ * d;
                 pi[i] = -b_ * d;
             }
-            for s in 0..L {
+            // Only the live columns are touched: G's columns right of the
+            // pivot (the others are already 0/1 and never read again), and
+            // the inverse's columns up to the pivot (the rest are still 0).
+            for s in p + 1..L {
                 for i in 0..LANES {
                     let (x, y) = (gr[p][s][i], gi[p][s][i]);
                     gr[p][s][i] = x * pr[i] - y * pi[i];
                     gi[p][s][i] = x * pi[i] + y * pr[i];
+                }
+            }
+            for s in 0..=p {
+                for i in 0..LANES {
                     let (x, y) = (ir[p][s][i], ii[p][s][i]);
                     ir[p][s][i] = x * pr[i] - y * pi[i];
                     ii[p][s][i] = x * pi[i] + y * pr[i];
@@ -200,10 +207,14 @@ pub fn weights<const L: usize>(a: &mut WeightArgs<'_>) {
                 // Copies of the pivot rows: no aliasing between source and
                 // destination, so the lane loops vectorise.
                 let (pgr, pgi, pir, pii) = (gr[p], gi[p], ir[p], ii[p]);
-                for s in 0..L {
+                for s in p + 1..L {
                     for i in 0..LANES {
                         gr[r][s][i] -= fr[i] * pgr[s][i] - fi[i] * pgi[s][i];
                         gi[r][s][i] -= fr[i] * pgi[s][i] + fi[i] * pgr[s][i];
+                    }
+                }
+                for s in 0..=p {
+                    for i in 0..LANES {
                         ir[r][s][i] -= fr[i] * pir[s][i] - fi[i] * pii[s][i];
                         ii[r][s][i] -= fr[i] * pii[s][i] + fi[i] * pir[s][i];
                     }
