@@ -55,3 +55,14 @@ fn missing_interface_fails_before_ready() {
     assert!(!out.contains("READY"), "{out}");
     assert!(err.contains("cranlab-nonexistent0"), "{err}");
 }
+
+#[test]
+fn missing_interface_names_the_cause_once() {
+    for transport in ["af_packet", "af_packet_uring", "afxdp"] {
+        let (rc, out, err) = run(&["--iface", "cranlabnosuch0", "--transport", transport, "--cell", "mu=1"]);
+        assert_ne!(rc, 0);
+        assert!(out.is_empty(), "{out}");
+        assert_eq!(err.matches("os error").count(), 1, "the cause is printed once: {err}");
+        assert!(err.contains("cranlabnosuch0"), "{err}");
+    }
+}

@@ -12,13 +12,13 @@ use std::time::Duration;
 #[derive(Debug, thiserror::Error)]
 pub enum PktError {
     /// A system call failed; `op` names what was being done.
-    #[error("{op}: {source}")]
+    #[error("{op}: {err}")]
     Os {
         /// What failed, e.g. `bind AF_PACKET socket to cranlab-r0`.
         op: String,
-        /// The OS error.
-        #[source]
-        source: std::io::Error,
+        /// The OS error; part of the message, not a separate
+        /// [`std::error::Error::source`], so a printed chain names it once.
+        err: std::io::Error,
     },
     /// The backend cannot work with this configuration or host.
     #[error("{0}")]
@@ -145,6 +145,14 @@ pub use sys::{in_netns, monotonic_ns};
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn os_error_prints_its_cause_once() {
+        let e = PktError::Os { op: "look up interface cranlab-x".into(), err: std::io::Error::from_raw_os_error(19) };
+        assert_eq!(e.to_string(), "look up interface cranlab-x: No such device (os error 19)");
+        // The cause is in the message, not repeated as a source for `{:#}` chains.
+        assert!(std::error::Error::source(&e).is_none());
+    }
 
     #[test]
     fn transport_names_round_trip() {

@@ -11,12 +11,12 @@ use crate::PktError;
 
 /// Builds a [`PktError::Os`] from `errno` and the step that failed.
 pub(crate) fn os_err(op: impl Into<String>) -> PktError {
-    PktError::Os { op: op.into(), source: io::Error::last_os_error() }
+    PktError::Os { op: op.into(), err: io::Error::last_os_error() }
 }
 
 /// Builds a [`PktError::Os`] from an explicit error.
-pub(crate) fn os_err_from(op: impl Into<String>, source: io::Error) -> PktError {
-    PktError::Os { op: op.into(), source }
+pub(crate) fn os_err_from(op: impl Into<String>, err: io::Error) -> PktError {
+    PktError::Os { op: op.into(), err }
 }
 
 /// `CLOCK_MONOTONIC` now, in nanoseconds.

@@ -248,7 +248,7 @@ fn afxdp_passes_other_traffic_to_the_kernel() {
     // UDP (and the ARP that resolves it) from A to B goes to B's kernel stack.
     let ip_b = v.ip_b.clone();
     let server = in_netns(&v.ns_b, move || {
-        std::net::UdpSocket::bind((ip_b.as_str(), 7777)).map_err(|e| PktError::Os { op: "bind udp".into(), source: e })
+        std::net::UdpSocket::bind((ip_b.as_str(), 7777)).map_err(|e| PktError::Os { op: "bind udp".into(), err: e })
     })
     .unwrap();
     server.set_read_timeout(Some(Duration::from_secs(5))).unwrap();

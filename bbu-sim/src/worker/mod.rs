@@ -46,13 +46,12 @@ pub enum WorkerError {
     #[error("worker config: {0}")]
     Config(String),
     /// The transport failed.
-    #[error("packet i/o on {transport}: {source}")]
+    #[error("packet i/o on {transport}: {err}")]
     Io {
         /// Transport name.
         transport: &'static str,
-        /// The error.
-        #[source]
-        source: PktError,
+        /// The error (part of the message, not a separate `source`).
+        err: PktError,
     },
 }
 
@@ -565,7 +564,7 @@ fn set_bits(bits: &mut [u64; PRB_WORDS], start: u16, num: u16) {
 pub fn run(cfg: &WorkerConfig, io: &mut dyn PacketIo, sink: &mut dyn SlotSink, stop: &AtomicBool) -> Result<WorkerSummary, WorkerError> {
     let mut st = State::new(cfg.clone())?;
     let transport = io.name();
-    let ioerr = |source| WorkerError::Io { transport, source };
+    let ioerr = |err| WorkerError::Io { transport, err };
     let started = now_ns();
     let wait = match cfg.poll {
         PollMode::Busy => Wait::Poll,

@@ -21,6 +21,12 @@ pub const READY_PREFIX: &str = "READY";
 /// Highest value the worker's histograms track (60 s); larger values saturate.
 pub const HIST_MAX_NS: u64 = 60_000_000_000;
 
+impl From<serde_json::Error> for SummaryError {
+    fn from(e: serde_json::Error) -> Self {
+        SummaryError::Json(e)
+    }
+}
+
 /// Errors reading a summary back.
 #[derive(Debug, thiserror::Error)]
 pub enum SummaryError {
@@ -29,7 +35,7 @@ pub enum SummaryError {
     NotSummary,
     /// The JSON does not parse.
     #[error("worker summary: {0}")]
-    Json(#[from] serde_json::Error),
+    Json(serde_json::Error),
     /// A histogram's base64 does not decode.
     #[error("worker summary: histogram {name}: {reason}")]
     Histogram {

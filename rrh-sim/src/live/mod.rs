@@ -47,16 +47,21 @@ pub enum LiveError {
     Config(String),
     /// Pre-encoding the pool's frames failed.
     #[error("pre-encode frames: {0}")]
-    Encode(#[from] fronthaul::FhError),
+    Encode(fronthaul::FhError),
     /// The transport failed.
-    #[error("packet i/o on {transport}: {source}")]
+    #[error("packet i/o on {transport}: {err}")]
     Io {
         /// Transport name.
         transport: &'static str,
-        /// The error.
-        #[source]
-        source: PktError,
+        /// The error (part of the message, not a separate `source`).
+        err: PktError,
     },
+}
+
+impl From<fronthaul::FhError> for LiveError {
+    fn from(e: fronthaul::FhError) -> Self {
+        LiveError::Encode(e)
+    }
 }
 
 /// What a live run does.
@@ -430,7 +435,7 @@ impl Rx {
 fn send_control(io: &mut dyn PacketIo, msg: &Message, cfg: &LiveConfig, repeats: u32, gap_ns: u64) -> Result<(), LiveError> {
     for i in 0..repeats {
         io.send_batch(1, &mut |_, buf| msg.encode(cfg.dst_mac, cfg.src_mac, buf).unwrap_or(0))
-            .map_err(|source| LiveError::Io { transport: io.name(), source })?;
+            .map_err(|err| LiveError::Io { transport: io.name(), err })?;
         if i + 1 < repeats {
             sleep_until(now_ns() + gap_ns);
         }
@@ -458,7 +463,7 @@ pub fn run(cfg: &LiveConfig, io: &mut dyn PacketIo, stop: &AtomicBool, progress:
         return Err(LiveError::Config(format!("frames of {max_len} bytes do not fit the transport's {} byte frames (lower the mtu)", io.max_frame())));
     }
     let transport = io.name();
-    let ioerr = |source| LiveError::Io { transport, source };
+    let ioerr = |err| LiveError::Io { transport, err };
     let numerology = Numerology::new(cfg.cell.mu).map_err(|e| LiveError::Config(e.to_string()))?;
     let slot_ns = numerology.slot_ns();
     let symbol_ns = slot_ns / u64::from(SYMBOLS_PER_SLOT);

@@ -41,7 +41,7 @@ pub struct StandaloneOpts {
 
 fn open(o: &StandaloneOpts) -> Result<Box<dyn PacketIo>, LiveError> {
     let t: Transport = o.transport.parse().map_err(|e: pktio::PktError| LiveError::Config(e.to_string()))?;
-    let io = |source| LiveError::Io { transport: t.as_str(), source };
+    let io = |err| LiveError::Io { transport: t.as_str(), err };
     Ok(match t {
         Transport::AfXdp => Box::new(pktio::afxdp::AfXdp::open(&o.iface, &pktio::afxdp::XdpConfig::default()).map_err(io)?),
         Transport::AfPacket => Box::new(pktio::afpacket::AfPacket::open(&o.iface, &pktio::afpacket::AfPacketConfig::default()).map_err(io)?),
