@@ -218,3 +218,41 @@ fn a_long_loss_is_a_gap_not_reordering() {
     assert_eq!(c.lost, Some(10 * 28));
     assert_eq!(c.bit_errors, 0);
 }
+
+/// One C-plane frame for `eaxc` at slot 0, symbol 0.
+fn cplane_frame(cell: &CellConfig, eaxc: Eaxc) -> Vec<u8> {
+    use fronthaul::oran::{CPlaneHeader, CSection, UdCompHdr};
+    let eth = EthHeader { dst: DST, src: SRC, vlan_tci: None };
+    let ud = UdCompHdr { iq_width: cell.iq_width, compression: cell.compression }.to_byte().unwrap();
+    let ch = CPlaneHeader { num_sections: 1, section_type: 1, ud_comp_hdr: ud, type3: None };
+    let app = AppHeader::new(Direction::Uplink, 0, 0, 0, 0);
+    let mut buf = vec![0u8; 256];
+    let rtc = RtcHeader::new(eaxc.to_u16(cell.eaxc_split).unwrap(), 0);
+    let mut b = fronthaul::FrameBuilder::cplane(&mut buf, &eth, &rtc, &app, cell.mu, &ch).unwrap();
+    let s = CSection { section_id: 1, rb: false, sym_inc: false, start_prb: 0, num_prb: cell.prbs, re_mask: 0xfff, num_symbol: 14, beam_id: 0, frequency_offset: 0 };
+    b.push_csection(&s).unwrap();
+    let n = b.finish(&[0u8; trailer::LEN]).unwrap();
+    buf.truncate(n);
+    buf
+}
+
+#[test]
+fn cplane_eaxc_is_checked_like_uplane() {
+    let cell = CellConfig::default();
+    let timing = TimingConfig::default();
+    let (mut a, mut b) = pktio::mem::pair(64, 2048);
+    let stop = AtomicBool::new(false);
+    let cfg = WorkerConfig { shared_clock: true, poll: PollMode::Block, max_ns: Some(60_000_000_000), ..WorkerConfig::new(cell.clone(), timing.clone()) };
+    let start = StartOfRun { run_id: 5, epoch_ns: worker::now_ns(), config_hash: config_hash(&cell.to_spec(), &timing.to_spec()) };
+    send(&mut a, &control(Message::Start(start)));
+    send(&mut a, &cplane_frame(&cell, Eaxc::default()));
+    // Same RU port, but a DU port / component carrier the rrh-sim never uses.
+    send(&mut a, &cplane_frame(&cell, Eaxc { du_port: 1, ..Eaxc::default() }));
+    send(&mut a, &cplane_frame(&cell, Eaxc { cc: 1, ..Eaxc::default() }));
+    send(&mut a, &control(Message::End(EndOfRun { run_id: 5, slots_sent: 0, uplane_sent: 0, cplane_sent: 3 })));
+    let mut p = SlotProcessor::new(&cell).unwrap();
+    let s = worker::run(&cfg, &mut b, &mut p, &stop).unwrap();
+    assert_eq!(s.end_reason, "end_message");
+    assert_eq!(s.counters.cplane_rx, 1, "{:?}", s.counters);
+    assert_eq!(s.counters.malformed, 2, "{:?}", s.counters);
+}

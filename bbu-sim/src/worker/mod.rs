@@ -299,17 +299,8 @@ impl State {
         };
         match frame.message {
             Message::UPlane(u) => {
-                let Ok(e) = Eaxc::from_u16(u.rtc.eaxc, self.pcfg.eaxc_split) else {
-                    self.c.malformed += 1;
-                    return;
-                };
-                let a = usize::from(e.ru_port);
-                if a >= self.antennas || e.du_port != 0 || e.band_sector != 0 || e.cc != 0 {
-                    self.c.malformed += 1;
-                    return;
-                }
                 let id = SlotId { frame: u.header.frame_id, subframe: u.header.subframe_id, slot: u.header.slot_id };
-                let Some(n) = self.clock0.unwrap_slot(id, self.near) else {
+                let Some((a, n)) = self.locate(u.rtc.eaxc, id) else {
                     self.c.malformed += 1;
                     return;
                 };
@@ -377,17 +368,8 @@ impl State {
                 }
             }
             Message::CPlane(cp) => {
-                let Ok(e) = Eaxc::from_u16(cp.rtc.eaxc, self.pcfg.eaxc_split) else {
-                    self.c.malformed += 1;
-                    return;
-                };
-                let a = usize::from(e.ru_port);
-                if a >= self.antennas {
-                    self.c.malformed += 1;
-                    return;
-                }
                 let id = SlotId { frame: cp.header.frame_id, subframe: cp.header.subframe_id, slot: cp.header.slot_id };
-                let Some(n) = self.clock0.unwrap_slot(id, self.near) else {
+                let Some((a, n)) = self.locate(cp.rtc.eaxc, id) else {
                     self.c.malformed += 1;
                     return;
                 };
@@ -430,6 +412,18 @@ impl State {
     /// the last one seen (reordered or duplicated). A SEQ_ID jump on a later
     /// position is a gap (packets lost or still to come), whatever its size
     /// modulo 256.
+    /// Antenna and absolute slot of a U- or C-plane packet: its eAxC must be
+    /// one the rrh-sim sends (RU port < antennas, other ids 0) and its O-RAN
+    /// ids a slot of this numerology. `None` = malformed.
+    fn locate(&self, eaxc: u16, id: SlotId) -> Option<(usize, u64)> {
+        let e = Eaxc::from_u16(eaxc, self.pcfg.eaxc_split).ok()?;
+        let a = usize::from(e.ru_port);
+        if a >= self.antennas || e.du_port != 0 || e.band_sector != 0 || e.cc != 0 {
+            return None;
+        }
+        Some((a, self.clock0.unwrap_slot(id, self.near)?))
+    }
+
     fn seq_check(&mut self, a: usize, plane: usize, seq: u8, pos: u64) -> bool {
         let st = &mut self.next_seq[a][plane];
         match *st {
