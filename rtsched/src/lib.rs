@@ -11,6 +11,10 @@
 //! is recorded in [`Granted::refused`] so a degraded run is labelled as such,
 //! never presented as SCHED_FIFO.
 //!
+//! It also holds the time base both simulators pace and stamp with:
+//! [`now_ns`] reads CLOCK_MONOTONIC and [`sleep_until_ns`] sleeps on it to
+//! an absolute deadline (hrtimer, so the 1 ns timer slack applies).
+//!
 //! Every `unsafe` block of the crate lives in the private `sys` module.
 
 use std::sync::atomic::AtomicBool;
@@ -135,6 +139,24 @@ pub fn stop_on_signals() -> Result<&'static AtomicBool, SignalError> {
     Ok(&sys::STOP)
 }
 
+/// CLOCK_MONOTONIC in ns (the time base of due times, arrivals and the
+/// run epoch; shared by processes on one host and its containers, never
+/// with a guest).
+pub fn now_ns() -> u64 {
+    let t = nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC).expect("clock_gettime(CLOCK_MONOTONIC) cannot fail");
+    t.tv_sec() as u64 * 1_000_000_000 + t.tv_nsec() as u64
+}
+
+/// Sleeps until `deadline_ns` on CLOCK_MONOTONIC (absolute `clock_nanosleep`,
+/// hrtimer). Returns early on a signal (EINTR) and at once for a deadline in
+/// the past: callers re-check [`now_ns`] in a loop.
+pub fn sleep_until_ns(deadline_ns: u64) {
+    use nix::sys::time::TimeSpec;
+    use nix::time::{clock_nanosleep, ClockId, ClockNanosleepFlags};
+    let ts = TimeSpec::new((deadline_ns / 1_000_000_000) as i64, (deadline_ns % 1_000_000_000) as i64);
+    let _ = clock_nanosleep(ClockId::CLOCK_MONOTONIC, ClockNanosleepFlags::TIMER_ABSTIME, &ts);
+}
+
 /// The fenced `unsafe` of the crate: raw libc calls on the calling thread.
 mod sys {
     use std::sync::atomic::{AtomicBool, Ordering};
@@ -254,6 +276,19 @@ mod tests {
         let stop = stop_on_signals().unwrap();
         nix::sys::signal::raise(nix::sys::signal::Signal::SIGTERM).unwrap();
         assert!(stop.load(std::sync::atomic::Ordering::Relaxed));
+    }
+
+    #[test]
+    fn sleep_until_reaches_its_deadline() {
+        let t0 = now_ns();
+        assert!(t0 > 0);
+        let deadline = t0 + 2_000_000;
+        sleep_until_ns(deadline);
+        // Absolute sleep: never returns before the deadline unless interrupted,
+        // and no signal is sent to this thread here.
+        assert!(now_ns() >= deadline);
+        sleep_until_ns(t0); // a deadline in the past returns at once
+        assert!(now_ns() >= deadline);
     }
 
     #[test]

@@ -145,11 +145,7 @@ impl WorkerConfig {
     }
 }
 
-/// Monotonic clock in ns.
-pub fn now_ns() -> u64 {
-    let t = nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC).expect("clock_gettime(CLOCK_MONOTONIC) cannot fail");
-    t.tv_sec() as u64 * 1_000_000_000 + t.tv_nsec() as u64
-}
+pub use rtsched::now_ns;
 
 const PRB_WORDS: usize = 16; // 1024 PRBs max (10-bit startPrb)
 

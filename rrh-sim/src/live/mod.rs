@@ -38,6 +38,7 @@ use fronthaul::traffic::TrafficModel;
 use fronthaul::FrameBuilder;
 use hdrhistogram::Histogram;
 use pktio::{IoStats, PacketIo, PktError, Wait};
+use rtsched::{now_ns, sleep_until_ns as sleep_until};
 
 /// Errors that stop a live run.
 #[derive(Debug, thiserror::Error)]
@@ -346,21 +347,6 @@ fn encode_templates(cfg: &LiveConfig, model: &TrafficModel) -> Result<Templates,
         }
     }
     Ok(Templates { bytes, index, frames })
-}
-
-/// Monotonic clock in ns.
-fn now_ns() -> u64 {
-    let t = nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC).expect("clock_gettime(CLOCK_MONOTONIC) cannot fail");
-    t.tv_sec() as u64 * 1_000_000_000 + t.tv_nsec() as u64
-}
-
-/// Sleeps until `deadline_ns` on CLOCK_MONOTONIC (absolute, hrtimer).
-fn sleep_until(deadline_ns: u64) {
-    use nix::sys::time::TimeSpec;
-    use nix::time::{clock_nanosleep, ClockId, ClockNanosleepFlags};
-    let ts = TimeSpec::new((deadline_ns / 1_000_000_000) as i64, (deadline_ns % 1_000_000_000) as i64);
-    // EINTR: we loop and re-check the clock anyway.
-    let _ = clock_nanosleep(ClockId::CLOCK_MONOTONIC, ClockNanosleepFlags::TIMER_ABSTIME, &ts);
 }
 
 /// Reply bookkeeping, kept apart from the transport so the receive
