@@ -61,6 +61,26 @@ enum Cmd {
         #[arg(long)]
         strict: bool,
     },
+    /// Render DIR/report.html and DIR/plots/*.svg from a results directory.
+    Report {
+        /// Results directory written by `cranlab run`.
+        dir: PathBuf,
+    },
+    /// Reproduce the 2016 container-vs-VM whitepaper table on this host.
+    Whitepaper {
+        /// Output directory (whitepaper.json, whitepaper.md, guest logs).
+        #[arg(long)]
+        out: PathBuf,
+        /// Instances per launch test.
+        #[arg(long, default_value_t = 15)]
+        count: usize,
+        /// Seconds of the CPU workload per platform.
+        #[arg(long, default_value_t = 5.0)]
+        prime_seconds: f64,
+        /// MiB per array of the memory-bandwidth workload.
+        #[arg(long, default_value_t = 64)]
+        mbw_mib: usize,
+    },
     /// Remove what killed runs left (network namespaces, links, cgroups).
     Cleanup {
         /// Also remove cranlab-named objects whose owner cannot be told.
@@ -120,6 +140,8 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
                         );
                     }
                     println!("report: {}", o.report.display());
+                    let html = bench::report_html::render(&req.out).context("render report.html")?;
+                    println!("report: {}", html.html.display());
                     Ok(ExitCode::SUCCESS)
                 }
                 Err(RunError::Interrupted) => {
@@ -128,6 +150,31 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
                 }
                 Err(e) => Err(e.into()),
             }
+        }
+        Cmd::Report { dir } => {
+            let r = bench::report_html::render(&dir)?;
+            println!("report: {} ({} plots)", r.html.display(), r.svgs.len());
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Whitepaper { out, count, prime_seconds, mbw_mib } => {
+            if count == 0 {
+                anyhow::bail!("--count: must be at least 1");
+            }
+            if !(prime_seconds.is_finite() && prime_seconds > 0.0) {
+                anyhow::bail!("--prime-seconds: must be a positive number of seconds");
+            }
+            let opt = bench::whitepaper::Options {
+                count,
+                out,
+                prime_seconds,
+                mbw_mib: mbw_mib.max(1),
+                ready_timeout: std::time::Duration::from_secs(180),
+                proc_root: "/proc".into(),
+            };
+            let r = bench::whitepaper::run_on_host(&opt, &|s| eprintln!("cranlab whitepaper: {s}"))?;
+            println!("{}", r.table);
+            println!("whitepaper: {}", opt.out.join("whitepaper.md").display());
+            Ok(ExitCode::SUCCESS)
         }
         Cmd::HostCheck { cpus, strict } => {
             use rt_runtime::host::{check, exit_code, render, CheckRequest, Roots};

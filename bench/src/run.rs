@@ -220,19 +220,22 @@ pub fn is_root() -> bool {
 /// next to the running executable (or one directory up, for test binaries
 /// in `target/*/deps`).
 pub fn find_worker(explicit: Option<&Path>) -> Result<PathBuf, RunError> {
+    find_binary("bbu-sim", explicit, "cargo build --release -p bbu-sim")
+}
+
+/// Finds binary `name`: `explicit` when given, else next to the running
+/// executable or one directory up. `build` is the command that builds it.
+pub fn find_binary(name: &str, explicit: Option<&Path>, build: &str) -> Result<PathBuf, RunError> {
+    let what = format!("find the {name} binary");
     if let Some(p) = explicit {
-        return if p.is_file() {
-            Ok(p.to_path_buf())
-        } else {
-            Err(step("find the worker binary", format!("{} does not exist", p.display())))
-        };
+        return if p.is_file() { Ok(p.to_path_buf()) } else { Err(step(&what, format!("{} does not exist", p.display()))) };
     }
     let exe = std::env::current_exe().map_err(|e| step("find the running executable", e))?;
     let mut tried = Vec::new();
     let mut dir = exe.parent();
     for _ in 0..2 {
         if let Some(d) = dir {
-            let c = d.join("bbu-sim");
+            let c = d.join(name);
             if c.is_file() {
                 return Ok(c);
             }
@@ -240,13 +243,7 @@ pub fn find_worker(explicit: Option<&Path>) -> Result<PathBuf, RunError> {
             dir = d.parent();
         }
     }
-    Err(step(
-        "find the worker binary",
-        format!(
-            "bbu-sim not found ({}); build it with `cargo build --release -p bbu-sim` or pass --worker PATH",
-            tried.join(", ")
-        ),
-    ))
+    Err(step(&what, format!("{name} not found ({}); build it with `{build}`", tried.join(", "))))
 }
 
 /// RFC 3339 UTC time of `t`.

@@ -5,19 +5,20 @@
 //! report DIR` can re-render an old run. The page is self-contained: inline
 //! SVG, inline CSS, no scripts, no network.
 
-mod hgrm;
 mod plots;
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
+use crate::histio::HistIoError;
 use crate::results::{Results, RunResult, Summary, METRICS};
-
-pub use hgrm::{parse_hgrm, read_hgrm, read_hlog, Interval, PercentileRow};
 
 /// Errors from rendering a report.
 #[derive(Debug, thiserror::Error)]
 pub enum ReportError {
+    /// A results, percentile or interval-log file could not be read.
+    #[error(transparent)]
+    Hist(#[from] HistIoError),
     /// A file could not be read.
     #[error("read {path}: {source}")]
     Read {
@@ -74,17 +75,6 @@ fn metric_title(m: &str) -> &str {
         "pacing_lateness_ns" => "Generator pacing lateness",
         other => other,
     }
-}
-
-/// Reads `dir/results.json`.
-pub fn read_results(dir: &Path) -> Result<Results, ReportError> {
-    let path = dir.join("results.json");
-    let text = std::fs::read_to_string(&path).map_err(|e| ReportError::Read { path: path.clone(), source: e })?;
-    let r: Results = serde_json::from_str(&text).map_err(|e| ReportError::Parse { path: path.clone(), reason: e.to_string() })?;
-    if r.schema != crate::results::SCHEMA {
-        return Err(ReportError::Parse { path, reason: format!("schema {:?}, expected {:?}", r.schema, crate::results::SCHEMA) });
-    }
-    Ok(r)
 }
 
 /// Label of a run in plots and tables: deployment, plus the virtualization
@@ -160,7 +150,7 @@ fn pct_cols(s: &Summary) -> [i64; 7] {
 
 /// Renders `dir/report.html` and `dir/plots/*.svg` from the files in `dir`.
 pub fn render(dir: &Path) -> Result<Rendered, ReportError> {
-    let res = read_results(dir)?;
+    let res = crate::histio::read_results(dir)?;
     let plot_dir = dir.join("plots");
     std::fs::create_dir_all(&plot_dir).map_err(|e| ReportError::Write { path: plot_dir.clone(), source: e })?;
     let mut svgs = Vec::new();

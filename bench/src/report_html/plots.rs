@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 use hdrhistogram::Histogram;
 use plotters::prelude::*;
 
-use super::hgrm::{read_hgrm, read_hlog};
 use super::{run_label, ReportError};
+use crate::histio::{read_hgrm, read_hlog, HgrmRow, Interval};
 use crate::results::RunResult;
 
 const W: u32 = 900;
@@ -48,11 +48,46 @@ fn nines_ticks(x_max: f64) -> Vec<f64> {
 }
 
 /// The `.hlog` intervals of one metric of one run.
-fn intervals_of(dir: &Path, r: &RunResult, metric: &str) -> Result<Vec<super::Interval>, ReportError> {
+fn intervals_of(dir: &Path, r: &RunResult, metric: &str) -> Result<Vec<Interval>, ReportError> {
     let Some(rel) = r.files.get("hlog") else { return Ok(Vec::new()) };
-    let all = read_hlog(&dir.join(rel))?;
-    let short = metric.strip_suffix("_ns").unwrap_or(metric);
-    Ok(all.into_iter().filter(|i| matches!(i.tag.as_deref(), Some(t) if t == metric || t == short)).collect())
+    Ok(read_hlog(&dir.join(rel))?.into_iter().filter(|i| i.tag == metric).collect())
+}
+
+/// (value µs, count) steps of a `.hgrm` file: the samples between one row and
+/// the previous one, placed at the row's value.
+fn steps(rows: &[HgrmRow]) -> Vec<(f64, u64)> {
+    let mut prev = 0;
+    let mut out = Vec::new();
+    for row in rows {
+        if row.total_count > prev {
+            out.push((row.value, row.total_count - prev));
+            prev = row.total_count;
+        }
+    }
+    out
+}
+
+/// Percentile rows of a run's metric. Signed metrics (the Ta4 margin) are
+/// written as two files, values ≥ 0 and the magnitudes of negative ones
+/// (`<metric>.neg`); they are merged back into one signed distribution.
+fn metric_rows(dir: &Path, r: &RunResult, metric: &str) -> Result<Option<Vec<HgrmRow>>, ReportError> {
+    let Some(rel) = r.files.get(metric) else { return Ok(None) };
+    let pos = read_hgrm(&dir.join(rel))?;
+    let Some(neg_rel) = r.files.get(&format!("{metric}.neg")) else { return Ok(Some(pos)) };
+    let neg = read_hgrm(&dir.join(neg_rel))?;
+    let mut pts: Vec<(f64, u64)> = steps(&neg).into_iter().map(|(v, c)| (-v, c)).collect();
+    pts.extend(steps(&pos));
+    pts.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let total: u64 = pts.iter().map(|p| p.1).sum();
+    let mut acc = 0;
+    Ok(Some(
+        pts.into_iter()
+            .map(|(value, c)| {
+                acc += c;
+                HgrmRow { value, quantile: acc as f64 / total.max(1) as f64, total_count: acc }
+            })
+            .collect(),
+    ))
 }
 
 /// Percentile distribution of `metric`, every run overlaid, deadline drawn.
@@ -66,13 +101,12 @@ pub fn percentile_plot(
 ) -> Result<Option<PathBuf>, ReportError> {
     let mut series = Vec::new();
     for (i, r) in runs.iter().enumerate() {
-        let Some(rel) = r.files.get(metric) else { continue };
-        let rows = read_hgrm(&dir.join(rel))?;
+        let Some(rows) = metric_rows(dir, r, metric)? else { continue };
         let total = rows.last().map(|x| x.total_count).unwrap_or(0).max(1) as f64;
         let pts: Vec<(f64, f64)> = rows
             .iter()
             .map(|row| {
-                let x = if row.percentile >= 1.0 { total } else { (1.0 / (1.0 - row.percentile)).min(total) };
+                let x = if row.quantile >= 1.0 { total } else { (1.0 / (1.0 - row.quantile)).min(total) };
                 (x.max(1.0), row.value)
             })
             .collect();
@@ -149,15 +183,8 @@ fn bins(dir: &Path, r: &RunResult, metric: &str, nbins: usize) -> Result<Vec<(f6
             all.add(&iv.hist).map_err(|e| perr(metric, e))?;
         }
         values.extend(all.iter_recorded().map(|v| (v.value_iterated_to() as f64 / 1000.0, v.count_at_value())));
-    } else if let Some(rel) = r.files.get(metric) {
-        let rows = read_hgrm(&dir.join(rel))?;
-        let mut prev = 0u64;
-        for row in rows {
-            if row.total_count > prev {
-                values.push((row.value, row.total_count - prev));
-                prev = row.total_count;
-            }
-        }
+    } else if let Some(rows) = metric_rows(dir, r, metric)? {
+        values = steps(&rows);
     }
     if values.is_empty() {
         return Ok(Vec::new());
@@ -216,7 +243,7 @@ pub fn maxima_plot(dir: &Path, plot_dir: &Path, metric: &str, runs: &[&RunResult
         if ivs.is_empty() {
             continue;
         }
-        let pts: Vec<(f64, f64)> = ivs.iter().map(|iv| (iv.start_s, iv.hist.max() as f64 / 1000.0)).collect();
+        let pts: Vec<(f64, f64)> = ivs.iter().map(|iv| (iv.start.as_secs_f64(), iv.hist.max() as f64 / 1000.0)).collect();
         series.push((i, *r, pts));
     }
     if series.is_empty() {

@@ -436,3 +436,59 @@ pub fn run_all(
     let table = table(&c, &v, &b, &o);
     WhitepaperResults { schema: "cranlab.whitepaper/1".into(), count: opt.count, container: c, vm: v, bare: b, others: o, table }
 }
+
+/// Runs the whole table on this host: bare processes, rt-runtime containers,
+/// QEMU guests (kvm where the host really has it, TCG labelled as such), and
+/// crun / runc where installed. Writes `whitepaper.json` and `whitepaper.md`
+/// into `opt.out`.
+pub fn run_on_host(opt: &Options, progress: &dyn Fn(&str)) -> Result<WhitepaperResults, WpError> {
+    use platforms::{Bare, ContainerRuntime, Vm};
+    use std::sync::Arc;
+    if !nix::unistd::geteuid().is_root() {
+        return Err(WpError::step("whitepaper", "needs root (containers, network namespaces, QEMU taps)"));
+    }
+    std::fs::create_dir_all(&opt.out).map_err(|e| WpError::step(format!("create {}", opt.out.display()), e))?;
+    let find = |name: &str, build: &str| crate::run::find_binary(name, None, build).map_err(|e| WpError::step(format!("find {name}"), e));
+    let workload = find("cranlab-workload", "cargo build --release -p bench")?;
+    let rt = find("rt-runtime", "cargo build --release -p rt-runtime")?;
+    let bundles = opt.out.join("bundles");
+    let bare = Bare { workload: workload.clone() };
+    let container = ContainerRuntime { name: "rt-runtime".into(), binary: rt, workload: workload.clone(), bundles: bundles.clone() };
+    let mut others: Vec<ContainerRuntime> = Vec::new();
+    for name in ["crun", "runc"] {
+        for dir in ["/usr/bin", "/usr/sbin", "/usr/local/bin", "/usr/local/sbin"] {
+            let p = Path::new(dir).join(name);
+            if p.is_file() {
+                others.push(ContainerRuntime { name: name.into(), binary: p, workload: workload.clone(), bundles: bundles.clone() });
+                break;
+            }
+        }
+    }
+    let vm = match rt_runtime::kvm::detect_accel() {
+        Ok(d) => {
+            let netns = rt_runtime::net::Netns::create(&rt_runtime::net::owned_netns_name("wp"))
+                .map_err(|e| WpError::step("create the network namespace for the guests' taps", e))?;
+            let label = if d.label() == "kvm" { "qemu-kvm".to_string() } else { format!("qemu-{} (emulation)", d.label()) };
+            Ok(Vm {
+                deployment: Arc::new(rt_runtime::kvm::KvmDeployment::new()),
+                workload: workload.clone(),
+                netns: Arc::new(netns),
+                work_dir: opt.out.join("guests"),
+                memory_bytes: 256 << 20,
+                label,
+            })
+        }
+        Err(e) => Err(e.to_string()),
+    };
+    let other_refs: Vec<&dyn Platform> = others.iter().map(|p| p as &dyn Platform).collect();
+    let r = run_all(opt, &bare, &container, vm.as_ref().map(|v| v as &dyn Platform).map_err(|e| e.clone()), &other_refs, progress);
+    let json = serde_json::to_string_pretty(&r).map_err(|e| WpError::step("serialise whitepaper results", e))?;
+    let write = |name: &str, text: &str| {
+        let p = opt.out.join(name);
+        std::fs::write(&p, text).map_err(|e| WpError::step(format!("write {}", p.display()), e))
+    };
+    write("whitepaper.json", &json)?;
+    write("whitepaper.md", &format!("# Container vs VM, the 2016 whitepaper's table on this host\n\n{} instances per launch test.\n\n{}", r.count, r.table))?;
+    let _ = std::fs::remove_dir_all(&bundles);
+    Ok(r)
+}
