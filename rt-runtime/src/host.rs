@@ -534,7 +534,7 @@ pub fn check_facts(f: &HostFacts, worker_cpus: &[usize]) -> Vec<CheckItem> {
     out.push(if subset(&f.isolated_cpus) {
         item("isolcpus", Pass, format!("cpus {ws} are isolated (isolated: {})", format_cpu_list(&f.isolated_cpus)), "")
     } else if f.isolated_cpus.is_empty() {
-        item("isolcpus", Warn, "no isolated cpus: cranlab shields the worker cores with cpusets and IRQ steering for the run (the scheduler tick, unbound kworkers and RCU callbacks still reach them)".into(), &iso_fix)
+        item("isolcpus", Warn, "no isolated cpus: the worker core shares the scheduler tick, kworkers, RCU callbacks and IRQs with the host (rt_runtime::isolate can shield it with cpusets and IRQ steering; cranlab run does not apply that shield yet)".into(), &iso_fix)
     } else {
         item("isolcpus", Warn, format!("worker cpus {ws} are not among the isolated cpus {}", format_cpu_list(&f.isolated_cpus)), &format!("run the workers on the isolated cpus (--cpus {}), or {iso_fix}", format_cpu_list(&f.isolated_cpus)))
     });
