@@ -649,7 +649,7 @@ pub fn check_facts(f: &HostFacts, worker_cpus: &[usize]) -> Vec<CheckItem> {
         item(
             "irq affinity",
             Warn,
-            format!("{} IRQs may fire on {ws} (irqs {}); cranlab steers them away for a run and restores them after{irqb}", on_worker.len(), on_worker.join(",")),
+            format!("{} IRQs may fire on {ws} (irqs {}); the rt_runtime::isolate shield can steer them away (cranlab run does not apply it yet){irqb}", on_worker.len(), on_worker.join(",")),
             &format!("kernel command line irqaffinity={hks} {grub}; systemctl disable --now irqbalance (or IRQBALANCE_BANNED_CPULIST={ws} in /etc/default/irqbalance)"),
         )
     });
