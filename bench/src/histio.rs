@@ -31,15 +31,14 @@ use crate::results::{Results, Summary};
 #[derive(Debug, thiserror::Error)]
 pub enum HistIoError {
     /// File I/O failed.
-    #[error("{what} {path}: {source}")]
+    #[error("{what} {path}: {err}")]
     Io {
         /// `read` / `write`.
         what: &'static str,
         /// The file.
         path: String,
         /// The cause.
-        #[source]
-        source: std::io::Error,
+        err: std::io::Error,
     },
     /// A file's content could not be understood.
     #[error("{path}: {reason}")]
@@ -52,7 +51,7 @@ pub enum HistIoError {
 }
 
 fn io_err<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> HistIoError + 'a {
-    move |source| HistIoError::Io { what, path: path.display().to_string(), source }
+    move |err| HistIoError::Io { what, path: path.display().to_string(), err }
 }
 
 /// A new nanosecond histogram: 3 significant digits, auto-resizing.

@@ -20,13 +20,12 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, thiserror::Error)]
 pub enum ScenarioError {
     /// The file could not be read.
-    #[error("read scenario {path}: {source}")]
+    #[error("read scenario {path}: {err}")]
     Read {
         /// The file.
         path: String,
         /// The cause.
-        #[source]
-        source: std::io::Error,
+        err: std::io::Error,
     },
     /// The file is not valid for the schema.
     #[error("scenario {path}: field {field}: {message}")]
@@ -190,7 +189,7 @@ impl Scenario {
     /// Reads and checks a scenario file.
     pub fn load(path: &Path) -> Result<Scenario, ScenarioError> {
         let text = std::fs::read_to_string(path)
-            .map_err(|source| ScenarioError::Read { path: path.display().to_string(), source })?;
+            .map_err(|err| ScenarioError::Read { path: path.display().to_string(), err })?;
         Scenario::parse(&text, &path.display().to_string())
     }
 

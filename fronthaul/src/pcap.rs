@@ -13,13 +13,21 @@ use pcap_file::{DataLink, Endianness, TsResolution};
 pub enum PcapError {
     /// The pcap library (or the I/O under it) failed.
     #[error("pcap: {0}")]
-    Pcap(#[from] pcap_file::PcapError),
+    Pcap(pcap_file::PcapError),
     /// A frame is longer than the snap length.
     #[error("pcap: frame of {0} bytes exceeds the snap length 65535")]
     TooLong(usize),
     /// The capture is not of Ethernet frames.
     #[error("pcap: link type {0:?} is not ethernet")]
     NotEthernet(DataLink),
+}
+
+// A plain `From`, not `#[from]`: `#[from]` would also make the cause a
+// `source`, and the Display above already prints it.
+impl From<pcap_file::PcapError> for PcapError {
+    fn from(e: pcap_file::PcapError) -> Self {
+        PcapError::Pcap(e)
+    }
 }
 
 /// Writes Ethernet frames with nanosecond timestamps.

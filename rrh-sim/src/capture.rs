@@ -62,7 +62,7 @@ pub enum CaptureError {
     NoSlots,
     /// The codec refused a field.
     #[error("encode frame: {0}")]
-    Codec(#[from] FhError),
+    Codec(FhError),
     /// Writing the pcap failed.
     #[error("write {path}: {error}")]
     Write {
@@ -81,6 +81,14 @@ pub enum CaptureError {
         /// Why.
         error: std::io::Error,
     },
+}
+
+// A plain `From`, not `#[from]`: `#[from]` would also make the cause a
+// `source`, and the Display above already prints it.
+impl From<FhError> for CaptureError {
+    fn from(e: FhError) -> Self {
+        CaptureError::Codec(e)
+    }
 }
 
 /// Parses a scenario file's text: `[cell]` becomes the cell (defaults for

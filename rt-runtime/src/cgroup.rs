@@ -107,9 +107,8 @@ pub enum CgroupError {
         path: PathBuf,
         /// Lowercase reason (`invalid argument`), plus detail where known.
         msg: String,
-        /// The OS error.
-        #[source]
-        source: io::Error,
+        /// The OS error (its text is already in `msg`, so not a `source`).
+        err: io::Error,
     },
     /// No usable cgroup filesystem at the root given.
     #[error("no cgroup filesystem at {}: {reason}", root.display())]
@@ -169,7 +168,7 @@ pub(crate) fn errno_text(e: &io::Error) -> String {
 }
 
 fn io_err(op: &'static str, path: &Path, e: io::Error) -> CgroupError {
-    CgroupError::Io { op, path: path.to_path_buf(), msg: errno_text(&e), source: e }
+    CgroupError::Io { op, path: path.to_path_buf(), msg: errno_text(&e), err: e }
 }
 
 /// Reads a cgroup file, trimmed.
@@ -495,7 +494,7 @@ fn read_rt(dir: &Path) -> Result<(i64, u64), CgroupError> {
             op: "read",
             path: rpath.clone(),
             msg: format!("not a number: {s:?}"),
-            source: io::Error::from(io::ErrorKind::InvalidData),
+            err: io::Error::from(io::ErrorKind::InvalidData),
         })?,
         None => 0,
     };
@@ -504,7 +503,7 @@ fn read_rt(dir: &Path) -> Result<(i64, u64), CgroupError> {
             op: "read",
             path: ppath.clone(),
             msg: format!("not a number: {s:?}"),
-            source: io::Error::from(io::ErrorKind::InvalidData),
+            err: io::Error::from(io::ErrorKind::InvalidData),
         })?,
         None => DEFAULT_RT_PERIOD_US,
     };
@@ -997,7 +996,7 @@ impl Cgroup {
                 }
             }
         }
-        Err(CgroupError::Io { op: "read", path: p, msg: "no oom_kill line".into(), source: io::Error::from(io::ErrorKind::InvalidData) })
+        Err(CgroupError::Io { op: "read", path: p, msg: "no oom_kill line".into(), err: io::Error::from(io::ErrorKind::InvalidData) })
     }
 
     /// Kills what is left inside, removes the directories, gives back the RT
@@ -1099,13 +1098,13 @@ impl Drop for Cgroup {
 
 fn budget_err(e: CgroupError, what: &str) -> CgroupError {
     match e {
-        CgroupError::Io { op, path, msg, source } if matches!(source.raw_os_error(), Some(libc::EINVAL) | Some(libc::EBUSY)) => CgroupError::Io {
+        CgroupError::Io { op, path, msg, err } if matches!(err.raw_os_error(), Some(libc::EINVAL) | Some(libc::EBUSY)) => CgroupError::Io {
             op,
             path,
             msg: format!(
                 "{msg} ({what}: the kernel requires each group's rt budget to be at least the sum of its children's and at most the global sched_rt_runtime_us)"
             ),
-            source,
+            err,
         },
         other => other,
     }

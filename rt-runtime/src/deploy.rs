@@ -122,13 +122,12 @@ pub struct GrantedFacts {
 #[derive(Debug, thiserror::Error)]
 pub enum DeployError {
     /// A step of the launch failed; `step` names it.
-    #[error("{step}: {source}")]
+    #[error("{step}: {err}")]
     Step {
         /// What was being done, e.g. `move veth cranlab-w0 into netns`.
         step: String,
         /// The cause.
-        #[source]
-        source: Box<dyn std::error::Error + Send + Sync>,
+        err: Box<dyn std::error::Error + Send + Sync>,
     },
     /// The worker did not become ready in time.
     #[error("worker {name} not ready after {waited:?}: {detail}")]
@@ -153,7 +152,7 @@ pub enum DeployError {
 impl DeployError {
     /// Wraps any error as a named step.
     pub fn step(step: impl Into<String>, e: impl std::error::Error + Send + Sync + 'static) -> Self {
-        DeployError::Step { step: step.into(), source: Box::new(e) }
+        DeployError::Step { step: step.into(), err: Box::new(e) }
     }
 }
 

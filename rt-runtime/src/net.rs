@@ -35,13 +35,12 @@ pub enum NetError {
         stderr: String,
     },
     /// `ip` could not be started at all.
-    #[error("{step}: cannot run `ip` (install iproute2): {source}")]
+    #[error("{step}: cannot run `ip` (install iproute2): {err}")]
     NoIp {
         /// What was being done.
         step: String,
         /// The cause.
-        #[source]
-        source: std::io::Error,
+        err: std::io::Error,
     },
     /// A name does not follow the rules.
     #[error("bad name {name:?}: {reason}")]
@@ -52,13 +51,12 @@ pub enum NetError {
         reason: String,
     },
     /// A system call failed.
-    #[error("{step}: {source}")]
+    #[error("{step}: {err}")]
     Os {
         /// What was being done.
         step: String,
         /// The cause.
-        #[source]
-        source: std::io::Error,
+        err: std::io::Error,
     },
 }
 
@@ -67,7 +65,7 @@ pub fn ip(step: &str, args: &[&str]) -> Result<String, NetError> {
     let out = Command::new("ip")
         .args(args)
         .output()
-        .map_err(|source| NetError::NoIp { step: step.to_string(), source })?;
+        .map_err(|err| NetError::NoIp { step: step.to_string(), err })?;
     if !out.status.success() {
         return Err(NetError::Ip {
             step: step.to_string(),
@@ -154,7 +152,7 @@ pub fn netns_path(name: &str) -> PathBuf {
 /// Opens a named network namespace for `setns` (e.g. in a child before exec).
 pub fn open_netns(name: &str) -> Result<File, NetError> {
     let p = netns_path(name);
-    File::open(&p).map_err(|source| NetError::Os { step: format!("open {}", p.display()), source })
+    File::open(&p).map_err(|err| NetError::Os { step: format!("open {}", p.display()), err })
 }
 
 /// Moves the calling thread into the named network namespace.
@@ -162,7 +160,7 @@ pub fn enter_netns(name: &str) -> Result<(), NetError> {
     let f = open_netns(name)?;
     nix::sched::setns(f.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET).map_err(|e| NetError::Os {
         step: format!("setns into network namespace {name}"),
-        source: std::io::Error::from(e),
+        err: std::io::Error::from(e),
     })
 }
 

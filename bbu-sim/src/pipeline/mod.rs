@@ -54,7 +54,7 @@ const IQ_SCALE: f32 = 1.0 / 4096.0;
 pub enum PipelineError {
     /// The cell configuration is invalid.
     #[error("pipeline cell: {0}")]
-    Cell(#[from] CellError),
+    Cell(CellError),
     /// The vector code path asked for is not supported by this CPU.
     #[error("pipeline: instruction set {0} is not available on this cpu")]
     IsaUnavailable(&'static str),
@@ -91,7 +91,21 @@ pub enum PipelineError {
     },
     /// The codec refused the payload.
     #[error("ingest: decode prbs: {0}")]
-    Codec(#[from] FhError),
+    Codec(FhError),
+}
+
+// Plain `From` impls, not `#[from]`: `#[from]` would also make the cause a
+// `source`, and the Display above already prints it.
+impl From<CellError> for PipelineError {
+    fn from(e: CellError) -> Self {
+        PipelineError::Cell(e)
+    }
+}
+
+impl From<FhError> for PipelineError {
+    fn from(e: FhError) -> Self {
+        PipelineError::Codec(e)
+    }
 }
 
 /// What [`SlotProcessor::process`] found in one slot.

@@ -20,22 +20,20 @@ pub enum ReportError {
     #[error(transparent)]
     Hist(#[from] HistIoError),
     /// A file could not be read.
-    #[error("read {path}: {source}")]
+    #[error("read {path}: {err}")]
     Read {
         /// The file.
         path: PathBuf,
         /// The cause.
-        #[source]
-        source: std::io::Error,
+        err: std::io::Error,
     },
     /// A file could not be written.
-    #[error("write {path}: {source}")]
+    #[error("write {path}: {err}")]
     Write {
         /// The file.
         path: PathBuf,
         /// The cause.
-        #[source]
-        source: std::io::Error,
+        err: std::io::Error,
     },
     /// A file's content is not what a cranlab run writes.
     #[error("parse {path}: {reason}")]
@@ -152,7 +150,7 @@ fn pct_cols(s: &Summary) -> [i64; 7] {
 pub fn render(dir: &Path) -> Result<Rendered, ReportError> {
     let res = crate::histio::read_results(dir)?;
     let plot_dir = dir.join("plots");
-    std::fs::create_dir_all(&plot_dir).map_err(|e| ReportError::Write { path: plot_dir.clone(), source: e })?;
+    std::fs::create_dir_all(&plot_dir).map_err(|e| ReportError::Write { path: plot_dir.clone(), err: e })?;
     let mut svgs = Vec::new();
     let mut html = String::new();
     let title = format!("cranlab report — {}", esc(&res.started_at));
@@ -274,12 +272,12 @@ th{{background:#eee}}td:first-child,th:first-child{{text-align:left}}\
     html.push_str("</pre></body></html>\n");
 
     let out = dir.join("report.html");
-    std::fs::write(&out, html).map_err(|e| ReportError::Write { path: out.clone(), source: e })?;
+    std::fs::write(&out, html).map_err(|e| ReportError::Write { path: out.clone(), err: e })?;
     Ok(Rendered { html: out, svgs })
 }
 
 fn embed(html: &mut String, svg: &Path) -> Result<(), ReportError> {
-    let text = std::fs::read_to_string(svg).map_err(|e| ReportError::Read { path: svg.to_path_buf(), source: e })?;
+    let text = std::fs::read_to_string(svg).map_err(|e| ReportError::Read { path: svg.to_path_buf(), err: e })?;
     html.push_str("<div class=\"fig\">");
     html.push_str(&text);
     html.push_str("</div>\n");

@@ -19,15 +19,14 @@ use crate::deploy::{SchedPolicy, WorkerSpec};
 #[derive(Debug, thiserror::Error)]
 pub enum BundleError {
     /// A filesystem step failed.
-    #[error("{step} {}: {source}", path.display())]
+    #[error("{step} {}: {err}", path.display())]
     Io {
         /// What was being done.
         step: &'static str,
         /// The path.
         path: PathBuf,
         /// The cause.
-        #[source]
-        source: std::io::Error,
+        err: std::io::Error,
     },
     /// The spec cannot be turned into a bundle.
     #[error("bundle spec: {0}")]
@@ -35,7 +34,7 @@ pub enum BundleError {
 }
 
 fn io<'a>(step: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> BundleError + 'a {
-    move |source| BundleError::Io { step, path: path.to_path_buf(), source }
+    move |err| BundleError::Io { step, path: path.to_path_buf(), err }
 }
 
 /// Syscalls the worker bundle's seccomp filter refuses with EPERM: host

@@ -48,13 +48,12 @@ pub const STATE_DIR: &str = "/run/cranlab-rt";
 #[derive(Debug, thiserror::Error)]
 pub enum ContainerError {
     /// The bundle's configuration is not acceptable.
-    #[error("bundle {}: config.json: {source}", bundle.display())]
+    #[error("bundle {}: config.json: {err}", bundle.display())]
     Config {
         /// The bundle directory.
         bundle: PathBuf,
         /// What is wrong.
-        #[source]
-        source: ConfigError,
+        err: ConfigError,
     },
     /// A step inside the new container failed.
     #[error("container {id}: {step}: {errno}")]
@@ -67,15 +66,14 @@ pub enum ContainerError {
         errno: sys::Errno,
     },
     /// A host-side step failed.
-    #[error("container {id}: {step}: {source}")]
+    #[error("container {id}: {step}: {err}")]
     Host {
         /// Container id.
         id: String,
         /// The step.
         step: String,
         /// The cause.
-        #[source]
-        source: Box<dyn std::error::Error + Send + Sync>,
+        err: Box<dyn std::error::Error + Send + Sync>,
     },
     /// The container id is not usable.
     #[error("invalid container id {0:?}: use 1-64 characters from [A-Za-z0-9_.-], starting with a letter or digit")]
@@ -83,7 +81,7 @@ pub enum ContainerError {
 }
 
 fn host_err(id: &str, step: impl Into<String>, e: impl std::error::Error + Send + Sync + 'static) -> ContainerError {
-    ContainerError::Host { id: id.to_string(), step: step.into(), source: Box::new(e) }
+    ContainerError::Host { id: id.to_string(), step: step.into(), err: Box::new(e) }
 }
 
 fn errno_err(e: sys::Errno) -> std::io::Error {
@@ -142,7 +140,7 @@ impl Container {
         let t0 = Instant::now();
         check_id(id)?;
         let host = HostInfo::detect();
-        let plan = oci::plan(bundle, id, &host, &opts.plan).map_err(|source| ContainerError::Config { bundle: bundle.dir.clone(), source })?;
+        let plan = oci::plan(bundle, id, &host, &opts.plan).map_err(|err| ContainerError::Config { bundle: bundle.dir.clone(), err })?;
         let root_dir = opts.cgroup_root.clone().unwrap_or_else(|| PathBuf::from("/sys/fs/cgroup"));
         let root = CgroupRoot::detect(&root_dir).map_err(|e| host_err(id, "detect cgroup layout", e))?;
         let cgroup = Cgroup::create(&root, &plan.cgroup_name, &plan.limits).map_err(|e| host_err(id, format!("create cgroup {}", plan.cgroup_name), e))?;
@@ -369,7 +367,7 @@ fn state_path(id: &str) -> PathBuf {
 /// never missed.
 pub fn run_foreground(bundle_dir: &Path, id: &str) -> Result<i32, ContainerError> {
     check_id(id)?;
-    let bundle = Bundle::load(bundle_dir).map_err(|source| ContainerError::Config { bundle: bundle_dir.to_path_buf(), source })?;
+    let bundle = Bundle::load(bundle_dir).map_err(|err| ContainerError::Config { bundle: bundle_dir.to_path_buf(), err })?;
     if state_path(id).exists() {
         return Err(host_err(id, "create state", std::io::Error::from(std::io::ErrorKind::AlreadyExists)));
     }

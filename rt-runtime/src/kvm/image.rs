@@ -67,13 +67,12 @@ pub enum ImageError {
         stderr: String,
     },
     /// A tool or file could not be used.
-    #[error("{step}: {source}")]
+    #[error("{step}: {err}")]
     Io {
         /// What was being done.
         step: String,
         /// The cause.
-        #[source]
-        source: std::io::Error,
+        err: std::io::Error,
     },
     /// Input that does not fit.
     #[error("{0}")]
@@ -82,7 +81,7 @@ pub enum ImageError {
 
 fn io(step: impl Into<String>) -> impl FnOnce(std::io::Error) -> ImageError {
     let step = step.into();
-    move |source| ImageError::Io { step, source }
+    move |err| ImageError::Io { step, err }
 }
 
 fn run(step: &str, cmd: &mut Command) -> Result<String, ImageError> {

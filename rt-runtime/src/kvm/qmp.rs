@@ -11,13 +11,12 @@ use serde_json::{json, Value};
 #[derive(Debug, thiserror::Error)]
 pub enum QmpError {
     /// Socket trouble.
-    #[error("qmp {what}: {source}")]
+    #[error("qmp {what}: {err}")]
     Io {
         /// What was being done.
         what: String,
         /// The cause.
-        #[source]
-        source: std::io::Error,
+        err: std::io::Error,
     },
     /// QEMU answered with an error or something unexpected.
     #[error("qmp {what}: {detail}")]
@@ -57,12 +56,12 @@ impl Qmp {
                     let _ = e;
                     std::thread::sleep(Duration::from_millis(10));
                 }
-                Err(source) => return Err(QmpError::Io { what: format!("connect {}", path.display()), source }),
+                Err(err) => return Err(QmpError::Io { what: format!("connect {}", path.display()), err }),
             }
         };
         let io = |what: &str| {
             let what = what.to_string();
-            move |source| QmpError::Io { what, source }
+            move |err| QmpError::Io { what, err }
         };
         stream.set_read_timeout(Some(Duration::from_secs(10))).map_err(io("set read timeout"))?;
         let writer = stream.try_clone().map_err(io("clone socket"))?;
@@ -80,7 +79,7 @@ impl Qmp {
         let n = self
             .reader
             .read_line(&mut line)
-            .map_err(|source| QmpError::Io { what: format!("read reply to {what}"), source })?;
+            .map_err(|err| QmpError::Io { what: format!("read reply to {what}"), err })?;
         if n == 0 {
             return Err(QmpError::Protocol { what: what.into(), detail: "connection closed".into() });
         }
@@ -97,7 +96,7 @@ impl Qmp {
         s.push('\n');
         self.writer
             .write_all(s.as_bytes())
-            .map_err(|source| QmpError::Io { what: format!("send {cmd}"), source })?;
+            .map_err(|err| QmpError::Io { what: format!("send {cmd}"), err })?;
         loop {
             let v = self.read_message(cmd)?;
             if let Some(r) = v.get("return") {
