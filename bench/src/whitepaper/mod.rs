@@ -474,7 +474,9 @@ pub fn run_on_host(opt: &Options, progress: &dyn Fn(&str)) -> Result<WhitepaperR
                 workload: workload.clone(),
                 netns: Arc::new(netns),
                 work_dir: opt.out.join("guests"),
-                memory_bytes: 256 << 20,
+                // Room for the memory workload's two arrays next to the
+                // initramfs, which lives in guest RAM.
+                memory_bytes: ((4 * opt.mbw_mib as u64) << 20).max(256 << 20) + (128 << 20),
                 label,
             })
         }

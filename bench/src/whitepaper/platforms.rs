@@ -321,6 +321,15 @@ impl Instance for VmInstance {
                     self.seen = i + 1;
                     return Ok(l[pos..].to_string());
                 }
+                if l.starts_with("CRANLAB-EXIT") {
+                    // The guest's init reports the workload's exit status; say
+                    // why with the last kernel message before it.
+                    let why = lines[..i].iter().rev().find(|x| x.contains("Out of memory") || x.contains("Killed")).copied().unwrap_or("");
+                    return Err(WpError::step(
+                        format!("wait for {prefix} from guest {}", self.spec.name),
+                        format!("the workload ended first ({}){}{}", l.trim(), if why.is_empty() { "" } else { ": " }, why.trim()),
+                    ));
+                }
             }
             if Instant::now() > deadline {
                 return Err(WpError::step(format!("wait for {prefix} from guest {}", self.spec.name), format!("nothing after {timeout:?}")));
