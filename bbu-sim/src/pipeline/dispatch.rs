@@ -77,34 +77,36 @@ mod x86 {
     use super::{kernels, ChestArgs, ChestSums, DetectArgs, WeightArgs};
 
     #[target_feature(enable = "avx2,fma,popcnt")]
-    pub(super) fn weights_avx2<const L: usize>(a: &mut WeightArgs<'_>) {
-        kernels::weights::<L>(a)
+    pub(super) fn weights_avx2<const L: usize, const A: usize>(a: &mut WeightArgs<'_>) {
+        kernels::weights::<L, A>(a)
     }
     #[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,avx2,fma,popcnt")]
-    pub(super) fn weights_avx512<const L: usize>(a: &mut WeightArgs<'_>) {
-        kernels::weights::<L>(a)
+    pub(super) fn weights_avx512<const L: usize, const A: usize>(a: &mut WeightArgs<'_>) {
+        kernels::weights::<L, A>(a)
     }
     #[target_feature(enable = "avx2,fma,popcnt")]
     pub(super) fn detect_avx2<
         const L: usize,
+        const A: usize,
         const Q: usize,
         const DEMAP: bool,
         const CHECK: bool,
     >(
         a: &mut DetectArgs<'_>,
     ) -> u64 {
-        kernels::detect::<L, Q, DEMAP, CHECK>(a)
+        kernels::detect::<L, A, Q, DEMAP, CHECK>(a)
     }
     #[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,avx2,fma,popcnt")]
     pub(super) fn detect_avx512<
         const L: usize,
+        const A: usize,
         const Q: usize,
         const DEMAP: bool,
         const CHECK: bool,
     >(
         a: &mut DetectArgs<'_>,
     ) -> u64 {
-        kernels::detect::<L, Q, DEMAP, CHECK>(a)
+        kernels::detect::<L, A, Q, DEMAP, CHECK>(a)
     }
     #[target_feature(enable = "avx2,fma,popcnt")]
     pub(super) fn chest_avx2(a: &mut ChestArgs<'_>) -> ChestSums {
@@ -125,32 +127,32 @@ mod x86 {
 }
 
 /// Computes the equaliser weights with the code path of `isa`.
-pub(super) fn weights<const L: usize>(isa: Isa, a: &mut WeightArgs<'_>) {
+pub(super) fn weights<const L: usize, const A: usize>(isa: Isa, a: &mut WeightArgs<'_>) {
     match isa {
         #[cfg(target_arch = "x86_64")]
         // SAFETY: `isa` comes from `Isa::detect` or was checked with
         // `Isa::available` when the processor was built, so the CPU has AVX2, FMA and POPCNT.
-        Isa::Avx2 => unsafe { x86::weights_avx2::<L>(a) },
+        Isa::Avx2 => unsafe { x86::weights_avx2::<L, A>(a) },
         #[cfg(target_arch = "x86_64")]
         // SAFETY: as above, the CPU has AVX-512 F/BW/DQ/VL, AVX2, FMA and POPCNT.
-        Isa::Avx512 => unsafe { x86::weights_avx512::<L>(a) },
-        _ => kernels::weights::<L>(a),
+        Isa::Avx512 => unsafe { x86::weights_avx512::<L, A>(a) },
+        _ => kernels::weights::<L, A>(a),
     }
 }
 
 /// Equalises, demaps and checks with the code path of `isa`; returns bit errors.
-pub(super) fn detect<const L: usize, const Q: usize, const DEMAP: bool, const CHECK: bool>(
+pub(super) fn detect<const L: usize, const A: usize, const Q: usize, const DEMAP: bool, const CHECK: bool>(
     isa: Isa,
     a: &mut DetectArgs<'_>,
 ) -> u64 {
     match isa {
         #[cfg(target_arch = "x86_64")]
         // SAFETY: `isa` was checked with `Isa::available` (see `weights`).
-        Isa::Avx2 => unsafe { x86::detect_avx2::<L, Q, DEMAP, CHECK>(a) },
+        Isa::Avx2 => unsafe { x86::detect_avx2::<L, A, Q, DEMAP, CHECK>(a) },
         #[cfg(target_arch = "x86_64")]
         // SAFETY: `isa` was checked with `Isa::available` (see `weights`).
-        Isa::Avx512 => unsafe { x86::detect_avx512::<L, Q, DEMAP, CHECK>(a) },
-        _ => kernels::detect::<L, Q, DEMAP, CHECK>(a),
+        Isa::Avx512 => unsafe { x86::detect_avx512::<L, A, Q, DEMAP, CHECK>(a) },
+        _ => kernels::detect::<L, A, Q, DEMAP, CHECK>(a),
     }
 }
 

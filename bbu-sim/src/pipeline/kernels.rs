@@ -97,8 +97,10 @@ fn load(s: &[f32], at: usize) -> V {
 /// (`(HᴴH + N0·I)⁻¹Hᴴ`, each row divided by its gain μ) for several; also the
 /// LLR scale from the post-equaliser SINR.
 #[inline(always)]
-pub fn weights<const L: usize>(a: &mut WeightArgs<'_>) {
-    let an = a.antennas;
+pub fn weights<const L: usize, const A: usize>(a: &mut WeightArgs<'_>) {
+    // A > 0: antenna count known at compile time (loops unrolled, the
+    // accumulators stay in registers); A = 0: run-time `a.antennas`.
+    let an = if A == 0 { a.antennas } else { A };
     let n0 = a.n0;
     let norm = a.norm;
     for blk in 0..a.nblk {
@@ -307,10 +309,11 @@ pub struct DetectArgs<'a> {
 /// `DEMAP = false` stops after equalisation, `CHECK = false` after demapping
 /// (for per-stage benches).
 #[inline(always)]
-pub fn detect<const L: usize, const Q: usize, const DEMAP: bool, const CHECK: bool>(
+pub fn detect<const L: usize, const A: usize, const Q: usize, const DEMAP: bool, const CHECK: bool>(
     a: &mut DetectArgs<'_>,
 ) -> u64 {
-    let an = a.antennas;
+    // A > 0: antenna count known at compile time; A = 0: run-time `a.antennas`.
+    let an = if A == 0 { a.antennas } else { A };
     let nd = a.data_syms.len();
     let m = Q / 2;
     let mut errors = 0u64;

@@ -426,11 +426,16 @@ impl SlotProcessor {
             w_im: &mut self.w_im,
             c: &mut self.c,
         };
-        match self.ln {
-            1 => dispatch::weights::<1>(self.isa, &mut args),
-            2 => dispatch::weights::<2>(self.isa, &mut args),
-            3 => dispatch::weights::<3>(self.isa, &mut args),
-            _ => dispatch::weights::<4>(self.isa, &mut args),
+        // 4 antennas (the common O-RU) gets a compile-time antenna count.
+        match (self.ln, self.an) {
+            (1, 4) => dispatch::weights::<1, 4>(self.isa, &mut args),
+            (2, 4) => dispatch::weights::<2, 4>(self.isa, &mut args),
+            (3, 4) => dispatch::weights::<3, 4>(self.isa, &mut args),
+            (4, 4) => dispatch::weights::<4, 4>(self.isa, &mut args),
+            (1, _) => dispatch::weights::<1, 0>(self.isa, &mut args),
+            (2, _) => dispatch::weights::<2, 0>(self.isa, &mut args),
+            (3, _) => dispatch::weights::<3, 0>(self.isa, &mut args),
+            _ => dispatch::weights::<4, 0>(self.isa, &mut args),
         }
     }
 
@@ -457,12 +462,17 @@ impl SlotProcessor {
             sink: &mut self.sink,
         };
         let isa = self.isa;
+        let ant4 = self.an == 4;
         macro_rules! go {
             ($l:literal, $q:literal) => {
-                match stages {
-                    DetectStages::Equalise => dispatch::detect::<$l, $q, false, false>(isa, &mut args),
-                    DetectStages::EqualiseDemap => dispatch::detect::<$l, $q, true, false>(isa, &mut args),
-                    DetectStages::All => dispatch::detect::<$l, $q, true, true>(isa, &mut args),
+                // 4 antennas gets a compile-time antenna count (accumulators in registers).
+                match (stages, ant4) {
+                    (DetectStages::Equalise, true) => dispatch::detect::<$l, 4, $q, false, false>(isa, &mut args),
+                    (DetectStages::EqualiseDemap, true) => dispatch::detect::<$l, 4, $q, true, false>(isa, &mut args),
+                    (DetectStages::All, true) => dispatch::detect::<$l, 4, $q, true, true>(isa, &mut args),
+                    (DetectStages::Equalise, false) => dispatch::detect::<$l, 0, $q, false, false>(isa, &mut args),
+                    (DetectStages::EqualiseDemap, false) => dispatch::detect::<$l, 0, $q, true, false>(isa, &mut args),
+                    (DetectStages::All, false) => dispatch::detect::<$l, 0, $q, true, true>(isa, &mut args),
                 }
             };
         }
