@@ -86,6 +86,16 @@ fn fmin(a: f32, b: f32) -> f32 {
     }
 }
 
+/// `1 / v` per lane, in a loop of its own (vectorises to one `vdivps`).
+#[inline(always)]
+fn recip(v: &V) -> V {
+    let mut r = Z;
+    for i in 0..LANES {
+        r[i] = 1.0 / v[i];
+    }
+    r
+}
+
 #[inline(always)]
 fn load(s: &[f32], at: usize) -> V {
     let mut v = Z;
@@ -115,9 +125,14 @@ pub fn weights<const L: usize, const A: usize>(a: &mut WeightArgs<'_>) {
                     nrm[i] += hr[i] * hr[i] + hi[i] * hi[i];
                 }
             }
+            let mut den = Z;
+            for i in 0..LANES {
+                den[i] = nrm[i] + 1e-30; // ‖h‖² ≥ 0: the offset only guards 0
+            }
+            let rcp = recip(&den);
             let mut inv = Z;
             for i in 0..LANES {
-                inv[i] = norm / (nrm[i] + 1e-30); // ‖h‖² ≥ 0: the offset only guards 0
+                inv[i] = norm * rcp[i];
             }
             for ant in 0..an {
                 let hr = load(a.h_re, ant * a.nscp + o);
@@ -129,9 +144,10 @@ pub fn weights<const L: usize, const A: usize>(a: &mut WeightArgs<'_>) {
                     wi[i] = -hi[i] * inv[i];
                 }
             }
+            let cs = 4.0 / (norm * norm * n0);
             let c = &mut a.c[o..o + LANES];
             for i in 0..LANES {
-                c[i] = 4.0 * nrm[i] / (norm * norm * n0);
+                c[i] = nrm[i] * cs;
             }
             continue;
         }
@@ -175,13 +191,17 @@ pub fn weights<const L: usize, const A: usize>(a: &mut WeightArgs<'_>) {
         }
         for p in 0..L {
             // pivot is real for a Hermitian PD matrix in exact arithmetic; use the complex value anyway.
+            // Separate lane loops: fused with the division LLVM left them scalar.
+            let mut den = Z;
+            for i in 0..LANES {
+                den[i] = gr[p][p][i] * gr[p][p][i] + gi[p][p][i] * gi[p][p][i];
+            }
+            let d = recip(&den);
             let mut pr = Z;
             let mut pi = Z;
             for i in 0..LANES {
-                let (a_, b_) = (gr[p][p][i], gi[p][p][i]);
-                let d = 1.0 / (a_ * a_ + b_ * b_);
-                pr[i] = a_ * d;
-                pi[i] = -b_ * d;
+                pr[i] = gr[p][p][i] * d[i];
+                pi[i] = -gi[p][p][i] * d[i];
             }
             // Only the live columns are touched: G's columns right of the
             // pivot (the others are already 0/1 and never read again), and
@@ -226,15 +246,22 @@ pub fn weights<const L: usize, const A: usize>(a: &mut WeightArgs<'_>) {
         // μ_l = 1 − N0·(G⁻¹)_ll ; row scale √N / μ_l ; LLR scale 4μ/(N(1−μ)).
         let mut rs = [Z; L];
         for l in 0..L {
-            let c = &mut a.c[l * a.nscp + o..][..LANES];
+            let mut mu = Z;
+            let mut den = Z;
             for i in 0..LANES {
                 // 0 < μ < 1 in exact arithmetic; abs + offset keep rounding
                 // from producing 0 or a negative (and vectorise, unlike a max).
-                let mu = (1.0 - n0 * ir[l][l][i]).abs() + 1e-20;
-                let one_minus = (n0 * ir[l][l][i]).abs() + 1e-30;
-                rs[l][i] = norm / mu;
-                c[i] = 4.0 * mu / (norm * norm * one_minus);
+                mu[i] = (1.0 - n0 * ir[l][l][i]).abs() + 1e-20;
+                den[i] = norm * norm * ((n0 * ir[l][l][i]).abs() + 1e-30);
             }
+            let inv_mu = recip(&mu);
+            let inv_den = recip(&den);
+            let mut cl = Z;
+            for i in 0..LANES {
+                rs[l][i] = norm * inv_mu[i];
+                cl[i] = 4.0 * mu[i] * inv_den[i];
+            }
+            a.c[l * a.nscp + o..][..LANES].copy_from_slice(&cl.0);
         }
         // W = diag(rs) · G⁻¹ · Hᴴ, stored [layer][antenna][lane].
         for ant in 0..an {
