@@ -211,6 +211,11 @@ impl Acc {
     }
 }
 
+/// Whether both ends of a segment (`transport_detail.worker` / `.rrh`) used `transport`.
+fn both_ends_on(detail: &serde_json::Value, transport: &str) -> bool {
+    detail.get("worker").and_then(|v| v.as_str()) == Some(transport) && detail.get("rrh").and_then(|v| v.as_str()) == Some(transport)
+}
+
 /// Is the caller root?
 pub fn is_root() -> bool {
     nix::unistd::geteuid().is_root()
@@ -340,80 +345,104 @@ pub fn run(req: &RunRequest) -> Result<RunOutcome, RunError> {
 
 
     // The same transport in every deployment, or the comparison compares
-    // transports: where the container deployment cannot use AF_XDP, all
-    // deployments use AF_PACKET, and the results say why.
+    // transports. Bare and container both take AF_XDP (the container gets
+    // sockets prepared by the runtime). Where one deployment's segment
+    // cannot (the kvm guest's virtio-net, typically), every deployment of
+    // the comparison switches to AF_PACKET: what was measured on AF_XDP is
+    // discarded and measured again, and the results say why.
     let mut s_eff = s.clone();
     let mut run_fallback: Option<String> = None;
-    if !mem_path && s.run.transport == TransportChoice::Afxdp && plan.iter().any(|(k, _)| *k == DeploymentKind::Container) {
-        let why = "the container deployment does not hand AF_XDP sockets into the container yet, so every deployment of \
-                   this comparison uses AF_PACKET (same transport for all)";
-        con.say(format!("note: {why}"));
-        s_eff.run.transport = TransportChoice::AfPacket;
-        run_fallback = Some(why.to_string());
-    }
-    let s = &s_eff;
     let segments = u32::try_from(plan.len()).unwrap_or(1) * s.run.rounds;
     let seg_dur = Duration::from_secs_f64(s.run.duration_s / f64::from(segments));
     con.say(format!(
-        "running {} for {:.1} s: {} round(s) × [{}], {:.2} s each, cell {}",
+        "running {} for {:.1} s: {} round(s) × [{}], {:.2} s each, transport {}, cell {}",
         req.scenario_path,
         s.run.duration_s,
         s.run.rounds,
         plan.iter().map(|(k, _)| k.as_str()).collect::<Vec<_>>().join(" "),
         seg_dur.as_secs_f64(),
+        s.run.transport.as_str(),
         s.cell
     ));
 
-    let mut accs: Vec<Acc> = plan.iter().map(|(k, _)| Acc::new(*k)).collect();
+    let rounds = s.run.rounds as usize;
+    let mut done: Vec<Vec<Option<Segment>>> = (0..rounds).map(|_| (0..plan.len()).map(|_| None).collect()).collect();
     let mut unavailable: Vec<bool> = vec![false; plan.len()];
-    for round in 0..s.run.rounds {
-        for (i, (kind, dep)) in plan.iter().enumerate() {
-            if unavailable[i] {
+    loop {
+        // The next segment to measure, in round-robin order.
+        let next = (0..rounds).flat_map(|r| (0..plan.len()).map(move |i| (r, i))).find(|&(r, i)| !unavailable[i] && done[r][i].is_none());
+        let Some((round, i)) = next else { break };
+        let (kind, dep) = (&plan[i].0, &plan[i].1);
+        let s = &s_eff;
+        if req.stop.load(Ordering::Relaxed) {
+            return Err(RunError::Interrupted);
+        }
+        let label = format!("{} {}/{}", kind.as_str(), round + 1, s.run.rounds);
+        let total = (seg_dur.as_nanos() / u128::from(s.slot_ns())) as u64;
+        con.start_bar(total, label);
+        let offset = t0.elapsed();
+        let round32 = u32::try_from(round).unwrap_or(u32::MAX);
+        let r = if mem_path {
+            mem_segment(s, seg_dur, &req.stop, &mut con)
+        } else {
+            net_segment(dep.as_ref(), s, seg_dur, &req.out, worker_bin.as_deref().unwrap_or(Path::new("")), round32, &req.stop, &mut con)
+        };
+        con.end_bar();
+        let mut seg = match r {
+            Err(RunError::Unavailable { deployment, reason }) if plan.len() > 1 => {
+                con.say(format!("skipping deployment {deployment}: {reason}"));
+                host.notes.push(format!("deployment {deployment} skipped: {reason}"));
+                unavailable[i] = true;
                 continue;
             }
-            if req.stop.load(Ordering::Relaxed) {
-                return Err(RunError::Interrupted);
-            }
-            let label = format!("{} {}/{}", kind.as_str(), round + 1, s.run.rounds);
-            let total = (seg_dur.as_nanos() / u128::from(s.slot_ns())) as u64;
-            con.start_bar(total, label);
-            let offset = t0.elapsed();
-            let r = if mem_path {
-                mem_segment(s, seg_dur, &req.stop, &mut con)
-            } else {
-                net_segment(dep.as_ref(), s, seg_dur, &req.out, worker_bin.as_deref().unwrap_or(Path::new("")), round, &req.stop, &mut con)
-            };
-            con.end_bar();
-            let r = r.map(|mut seg| {
-                if let (Some(fb), serde_json::Value::Object(d)) = (&run_fallback, &mut seg.transport_detail) {
-                    d.insert("requested".into(), "afxdp".into());
-                    d.insert("fallback_reason".into(), fb.clone().into());
+            r => r?,
+        };
+        if req.stop.load(Ordering::Relaxed) {
+            return Err(RunError::Interrupted);
+        }
+        seg.offset = offset;
+        con.say(format!(
+            "{} round {}: {} slots, {} deadline misses, {} bit errors, {} lost replies, transport {}",
+            kind.as_str(),
+            round + 1,
+            seg.rrh.slots,
+            seg.rrh.deadline_misses,
+            seg.worker.bit_errors,
+            seg.rrh.lost_replies,
+            seg.transport
+        ));
+        if plan.len() > 1 && s.run.transport == TransportChoice::Afxdp && !both_ends_on(&seg.transport_detail, "afxdp") {
+            let cause = seg.transport_detail.get("fallback_reason").and_then(|v| v.as_str()).unwrap_or("it fell back to AF_PACKET");
+            let why = format!(
+                "the {} deployment could not use AF_XDP ({cause}), so every deployment of this comparison uses AF_PACKET \
+                 (one transport for all)",
+                kind.as_str()
+            );
+            con.say(format!("note: {why}; measuring again on AF_PACKET what ran on AF_XDP"));
+            s_eff.run.transport = TransportChoice::AfPacket;
+            run_fallback = Some(why);
+            for row in done.iter_mut() {
+                for slot in row.iter_mut() {
+                    if slot.as_ref().is_some_and(|g| !both_ends_on(&g.transport_detail, "af_packet")) {
+                        *slot = None;
+                    }
                 }
-                seg
-            });
-            let mut seg = match r {
-                Err(RunError::Unavailable { deployment, reason }) if plan.len() > 1 => {
-                    con.say(format!("skipping deployment {deployment}: {reason}"));
-                    host.notes.push(format!("deployment {deployment} skipped: {reason}"));
-                    unavailable[i] = true;
-                    continue;
-                }
-                r => r?,
-            };
-            if req.stop.load(Ordering::Relaxed) {
-                return Err(RunError::Interrupted);
             }
-            seg.offset = offset;
-            con.say(format!(
-                "{} round {}: {} slots, {} deadline misses, {} bit errors, {} lost replies, transport {}",
-                kind.as_str(),
-                round + 1,
-                seg.rrh.slots,
-                seg.rrh.deadline_misses,
-                seg.worker.bit_errors,
-                seg.rrh.lost_replies,
-                seg.transport
-            ));
+            if !both_ends_on(&seg.transport_detail, "af_packet") {
+                continue;
+            }
+        }
+        done[round][i] = Some(seg);
+    }
+    let s = &s_eff;
+    let mut accs: Vec<Acc> = plan.iter().map(|(k, _)| Acc::new(*k)).collect();
+    for row in done {
+        for (i, seg) in row.into_iter().enumerate() {
+            let Some(mut seg) = seg else { continue };
+            if let (Some(fb), serde_json::Value::Object(d)) = (&run_fallback, &mut seg.transport_detail) {
+                d.insert("requested".into(), "afxdp".into());
+                d.insert("fallback_reason".into(), fb.clone().into());
+            }
             accs[i].merge(seg);
         }
     }
@@ -521,7 +550,11 @@ fn write_run(a: &Acc, s: &Scenario, out: &Path, started: SystemTime) -> Result<R
     // Interval timestamps are relative to the run's start (rounds of other
     // deployments show as gaps).
     let start = started.duration_since(UNIX_EPOCH).unwrap_or_default();
-    histio::write_hlog(&out.join(&hlog), start, &a.intervals, &format!("cranlab {} deployment {dep}", crate::GIT_REVISION))
+    // Segments measured again after a transport switch come later in time
+    // than their round suggests: the log is in time order.
+    let mut intervals = a.intervals.clone();
+    intervals.sort_by_key(|iv| iv.start);
+    histio::write_hlog(&out.join(&hlog), start, &intervals, &format!("cranlab {} deployment {dep}", crate::GIT_REVISION))
         .map_err(|e| step("write interval log", e))?;
     r.files.insert("hlog".into(), hlog);
     Ok(r)
@@ -602,6 +635,58 @@ fn mem_segment(s: &Scenario, dur: Duration, stop: &Arc<AtomicBool>, con: &mut Co
     })
 }
 
+/// The namespaces and link of one segment.
+/// Fields drop in declaration order: the link, then the namespaces.
+struct Fabric {
+    worker_link: WorkerLink,
+    link: net::FronthaulLink,
+    wns: Option<net::Netns>,
+    rns: net::Netns,
+}
+
+impl Fabric {
+    /// Two namespaces and a veth pair (a tap in the rrh namespace for kvm).
+    fn create(dep: &dyn Deployment, s: &Scenario) -> Result<Fabric, RunError> {
+        let kind = dep.kind();
+        let rns = net::Netns::create(&net::owned_netns_name("r")).map_err(|e| step("create the rrh-sim's network namespace", e))?;
+        let tag = net::short_tag();
+        let (wns, link) = match dep.link_kind() {
+            LinkKind::Veth => {
+                let w = net::Netns::create(&net::owned_netns_name("w")).map_err(|e| step("create the worker's network namespace", e))?;
+                let l = net::veth_pair(&tag, rns.name(), w.name(), s.cell.mtu).map_err(|e| step("create the fronthaul veth pair", e))?;
+                (Some(w), l)
+            }
+            LinkKind::Tap => (None, net::tap(&tag, rns.name(), s.cell.mtu).map_err(|e| step("create the fronthaul tap", e))?),
+        };
+        let worker_link = match (&wns, &link.worker) {
+            (Some(w), Some(l)) => WorkerLink {
+                netns: Some(w.name().to_string()),
+                ifname: l.name().to_string(),
+                inner_name: if kind == DeploymentKind::Bare { l.name().to_string() } else { "eth0".into() },
+                mac: link.worker_mac,
+            },
+            _ => WorkerLink {
+                netns: Some(rns.name().to_string()),
+                ifname: link.rrh.name().to_string(),
+                inner_name: "eth0".into(),
+                mac: link.worker_mac,
+            },
+        };
+        Ok(Fabric { rns, wns, link, worker_link })
+    }
+}
+
+/// Whether a launch error means the worker's AF_XDP set-up failed (the
+/// worker never got ready, or the runtime could not prepare the sockets it
+/// hands into a container), so AF_PACKET is worth a try.
+fn afxdp_failure(e: &DeployError) -> bool {
+    match e {
+        DeployError::NotReady { .. } => true,
+        DeployError::Step { step, .. } => step.contains("AF_XDP"),
+        DeployError::Unavailable { .. } => false,
+    }
+}
+
 /// One deployment × round over a real link in namespaces of our own.
 #[allow(clippy::too_many_arguments)]
 fn net_segment(
@@ -615,36 +700,12 @@ fn net_segment(
     con: &mut Console,
 ) -> Result<Segment, RunError> {
     let kind = dep.kind();
-    let rns = net::Netns::create(&net::owned_netns_name("r")).map_err(|e| step("create the rrh-sim's network namespace", e))?;
-    let tag = net::short_tag();
-    let (wns, link) = match dep.link_kind() {
-        LinkKind::Veth => {
-            let w = net::Netns::create(&net::owned_netns_name("w")).map_err(|e| step("create the worker's network namespace", e))?;
-            let l = net::veth_pair(&tag, rns.name(), w.name(), s.cell.mtu).map_err(|e| step("create the fronthaul veth pair", e))?;
-            (Some(w), l)
-        }
-        LinkKind::Tap => (None, net::tap(&tag, rns.name(), s.cell.mtu).map_err(|e| step("create the fronthaul tap", e))?),
-    };
-    let worker_link = match (&wns, &link.worker) {
-        (Some(w), Some(l)) => WorkerLink {
-            netns: Some(w.name().to_string()),
-            ifname: l.name().to_string(),
-            inner_name: if kind == DeploymentKind::Bare { l.name().to_string() } else { "eth0".into() },
-            mac: link.worker_mac,
-        },
-        _ => WorkerLink {
-            netns: Some(rns.name().to_string()),
-            ifname: link.rrh.name().to_string(),
-            inner_name: "eth0".into(),
-            mac: link.worker_mac,
-        },
-    };
     let shared_clock = kind != DeploymentKind::Kvm;
     let requested = s.run.transport.as_str();
     let mut notes = Vec::new();
     let mut fallback: Option<String> = None;
     let base = format!("{}-{}-r{}", net::PREFIX, kind.as_str(), round + 1);
-    let mk_spec = |transport: &str, attempt: &str| WorkerSpec {
+    let mk_spec = |transport: &str, attempt: &str, worker_link: &WorkerLink| WorkerSpec {
         name: format!("{base}{}", attempt.replace('.', "-")),
         program: worker_bin.to_path_buf(),
         args: sims::worker_args(s, transport, shared_clock),
@@ -659,16 +720,21 @@ fn net_segment(
     };
     let _ = std::fs::create_dir_all(out.join(format!(".{}-work", kind.as_str())));
     let mut worker_transport = requested.to_string();
-    let spec = mk_spec(&worker_transport, "");
+    let mut fab = Fabric::create(dep, s)?;
+    let spec = mk_spec(&worker_transport, "", &fab.worker_link);
     let mut log_path = spec.log.clone();
     let mut handle = match dep.launch(&spec) {
         Ok(h) => h,
-        Err(e) if worker_transport == "afxdp" && matches!(e, DeployError::NotReady { .. }) => {
+        Err(e) if worker_transport == "afxdp" && afxdp_failure(&e) => {
             let why = format!("worker could not use AF_XDP: {e}");
             con.say(format!("warning: {why}; falling back to AF_PACKET"));
             fallback = Some(why);
             worker_transport = "af_packet".into();
-            let spec = mk_spec("af_packet", ".fallback");
+            // A failed AF_XDP set-up may have taken the link with it (the
+            // container's namespace is removed on error): start afresh.
+            drop(fab);
+            fab = Fabric::create(dep, s)?;
+            let spec = mk_spec("af_packet", ".fallback", &fab.worker_link);
             log_path = spec.log.clone();
             dep.launch(&spec).map_err(|e| step(format!("launch the {} worker", kind.as_str()), e))?
         }
@@ -677,6 +743,7 @@ fn net_segment(
         }
         Err(e) => return Err(step(format!("launch the {} worker", kind.as_str()), e)),
     };
+    let Fabric { rns, wns, link, .. } = fab;
     let granted = handle.facts().clone();
     if granted.virtualization == "tcg" {
         con.say("note: the kvm worker runs under TCG emulation: its figures say nothing about KVM latency");
@@ -773,6 +840,15 @@ fn net_segment(
     detail.insert("rrh_io".into(), std::mem::take(&mut rrh.io_detail));
     if let Some(fb) = &fallback {
         detail.insert("fallback_reason".into(), fb.clone().into());
+    }
+    // The XDP attach mode of each AF_XDP end (native / generic, zero-copy /
+    // copy), lifted out of the ends' details.
+    let modes: serde_json::Map<String, serde_json::Value> = ["worker", "rrh"]
+        .iter()
+        .filter_map(|end| detail.get(&format!("{end}_io")).and_then(|io| io.get("mode")).map(|m| (end.to_string(), m.clone())))
+        .collect();
+    if !modes.is_empty() {
+        detail.insert("xdp_mode".into(), serde_json::Value::Object(modes));
     }
     worker.transport = worker_transport.clone();
     drop(link);

@@ -297,3 +297,38 @@ fn non_root_run_says_what_it_skips_and_still_produces_results() {
     assert!(r.host.notes.iter().any(|n| n.contains("not root")), "{:?}", r.host.notes);
     let _ = std::fs::remove_dir_all(out);
 }
+
+#[test]
+fn bare_and_container_compare_on_one_transport_afxdp_where_possible() {
+    if !root() {
+        eprintln!("skipped: needs root for network namespaces, a veth pair, XDP and containers");
+        return;
+    }
+    if worker().is_none() {
+        panic!("bbu-sim is not built next to cranlab: cargo build -p bbu-sim (scripts/test.sh does)");
+    }
+    let out = out_dir("afxdp-cmp");
+    let (r, text) = run_ok(&["--duration", "4", "--transport", "afxdp", "--deployments", "bare,container"], &out);
+    assert_eq!(r.runs.iter().map(|x| x.deployment.as_str()).collect::<Vec<_>>(), ["bare", "container"], "{text}");
+    // One transport for every deployment of a comparison.
+    assert_eq!(r.runs[0].transport, r.runs[1].transport, "{text}");
+    for run in &r.runs {
+        assert!(run.slots >= 1000, "{} slots", run.slots);
+        assert_eq!(run.bit_errors, 0, "{}: {text}", run.deployment);
+        let d = &run.transport_detail;
+        assert_eq!(d["requested"], "afxdp");
+        if run.transport == "afxdp" {
+            assert_eq!(d["worker"], "afxdp");
+            assert_eq!(d["rrh"], "afxdp");
+            assert!(d["xdp_mode"]["worker"].as_str().is_some_and(|m| !m.is_empty()), "{d}");
+        } else {
+            let why = d["fallback_reason"].as_str().unwrap_or("");
+            assert!(!why.is_empty(), "fell back without a reason: {d}");
+        }
+    }
+    if r.runs[1].transport == "afxdp" {
+        // The container's worker got its socket from the runtime.
+        assert_eq!(r.runs[1].transport_detail["worker_io"]["from_handoff"], true, "{}", r.runs[1].transport_detail);
+    }
+    std::fs::remove_dir_all(out).unwrap();
+}
