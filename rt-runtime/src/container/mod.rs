@@ -48,7 +48,7 @@ pub const STATE_DIR: &str = "/run/cranlab-rt";
 #[derive(Debug, thiserror::Error)]
 pub enum ContainerError {
     /// The bundle's configuration is not acceptable.
-    #[error("bundle {}: config.json: {err}", bundle.display())]
+    #[error("bundle {}: {}", bundle.display(), config_msg(err))]
     Config {
         /// The bundle directory.
         bundle: PathBuf,
@@ -78,6 +78,16 @@ pub enum ContainerError {
     /// The container id is not usable.
     #[error("invalid container id {0:?}: use 1-64 characters from [A-Za-z0-9_.-], starting with a letter or digit")]
     BadId(String),
+}
+
+/// `config.json: FIELD: REASON`, without naming the file twice when the
+/// whole file is at fault (field `config.json`).
+fn config_msg(e: &ConfigError) -> String {
+    if e.field == "config.json" {
+        e.to_string()
+    } else {
+        format!("config.json: {e}")
+    }
 }
 
 fn host_err(id: &str, step: impl Into<String>, e: impl std::error::Error + Send + Sync + 'static) -> ContainerError {
