@@ -6,6 +6,7 @@ pub mod bare;
 pub mod cgroup;
 pub mod container;
 pub mod deploy;
+pub mod elf;
 pub mod host;
 pub mod isolate;
 pub mod kvm;

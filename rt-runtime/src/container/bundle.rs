@@ -308,33 +308,7 @@ pub fn config_json(s: &BundleSpec) -> Value {
 
 /// Shared libraries a dynamic binary needs (from `ldd`); empty for static ones.
 fn shared_libs(bin: &Path) -> Result<Vec<PathBuf>, BundleError> {
-    let data = std::fs::read(bin).map_err(io("read", bin))?;
-    // ELF program headers: look for PT_INTERP (3).
-    let dynamic = data.len() > 64 && &data[..4] == b"\x7fELF" && {
-        let phoff = u64::from_le_bytes(data[32..40].try_into().unwrap_or_default()) as usize;
-        let phentsize = u16::from_le_bytes([data[54], data[55]]) as usize;
-        let phnum = u16::from_le_bytes([data[56], data[57]]) as usize;
-        (0..phnum).any(|i| {
-            let o = phoff + i * phentsize;
-            data.get(o..o + 4).is_some_and(|t| u32::from_le_bytes(t.try_into().unwrap_or_default()) == 3)
-        })
-    };
-    if !dynamic {
-        return Ok(Vec::new());
-    }
-    let out = std::process::Command::new("ldd").arg(bin).output().map_err(io("run ldd on", bin))?;
-    let text = String::from_utf8_lossy(&out.stdout);
-    let mut libs = Vec::new();
-    for line in text.lines() {
-        let path = match line.split_once("=>") {
-            Some((_, r)) => r.split_whitespace().next(),
-            None => line.split_whitespace().next(),
-        };
-        if let Some(p) = path.filter(|p| p.starts_with('/')) {
-            libs.push(PathBuf::from(p));
-        }
-    }
-    Ok(libs)
+    crate::elf::shared_libs(bin).map_err(|e| BundleError::Io { step: e.step, path: e.path, err: e.err })
 }
 
 fn copy_into(rootfs: &Path, host: &Path, inside: &str, mode: u32) -> Result<(), BundleError> {

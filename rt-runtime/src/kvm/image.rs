@@ -330,29 +330,8 @@ pub fn extract_vmlinux(bzimage: &Path, out: &Path) -> Result<PathBuf, ImageError
     Ok(out.to_path_buf())
 }
 
-/// Shared libraries a dynamic ELF needs (absolute paths, from `ldd`);
-/// empty for a static binary.
-pub fn shared_libs(bin: &Path) -> Result<Vec<PathBuf>, ImageError> {
-    let out = Command::new("ldd").arg(bin).output().map_err(io("run ldd"))?;
-    let text = String::from_utf8_lossy(&out.stdout);
-    if !out.status.success() || text.contains("not a dynamic executable") || text.contains("statically linked") {
-        return Ok(Vec::new());
-    }
-    Ok(parse_ldd(&text))
-}
-
-/// Parses `ldd` output into library paths.
-pub fn parse_ldd(text: &str) -> Vec<PathBuf> {
-    text.lines()
-        .filter_map(|l| {
-            let l = l.trim();
-            let p = match l.split_once("=>") {
-                Some((_, r)) => r.split_whitespace().next()?,
-                None => l.split_whitespace().next()?,
-            };
-            p.starts_with('/').then(|| PathBuf::from(p))
-        })
-        .collect()
+fn shared_libs(bin: &Path) -> Result<Vec<PathBuf>, ImageError> {
+    crate::elf::shared_libs(bin).map_err(|e| ImageError::Io { step: format!("{} {}", e.step, e.path.display()), err: e.err })
 }
 
 /// What goes into an initramfs.
@@ -592,15 +571,6 @@ kernel/drivers/char/virtio_console.ko.xz: kernel/drivers/virtio/virtio.ko kernel
     fn kernel_features_come_from_config() {
         let f = KernelFeatures::from_config("CONFIG_NO_HZ_FULL=y\n# CONFIG_RCU_NOCB_CPU is not set\nCONFIG_PVH=y\n");
         assert_eq!(f, KernelFeatures { no_hz_full: true, rcu_nocb: false, preempt_rt: false, pvh: true });
-    }
-
-    #[test]
-    fn ldd_output_is_parsed() {
-        let t = "\tlinux-vdso.so.1 (0x00007ffd)\n\tlibc.so.6 => /lib/x86_64-linux-gnu/libc.so.6 (0x1)\n\t/lib64/ld-linux-x86-64.so.2 (0x2)\n";
-        assert_eq!(
-            parse_ldd(t),
-            [PathBuf::from("/lib/x86_64-linux-gnu/libc.so.6"), PathBuf::from("/lib64/ld-linux-x86-64.so.2")]
-        );
     }
 
     #[test]
