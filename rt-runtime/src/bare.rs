@@ -83,31 +83,14 @@ impl Deployment for BareDeployment {
         };
         wait_ready(&mut h, spec, started)?;
         h.facts.start_to_ready_ns = Some(started.elapsed().as_nanos() as u64);
-        let pid = h.child.id() as i32;
-        h.facts.sched = sys::read_sched(pid);
-        h.facts.cpus = sys::read_affinity(pid);
-        h.facts.mlocked = read_vmlck_kb(pid).is_some_and(|kb| kb > 0);
-        if let SchedPolicy::Fifo(p) = spec.sched {
-            if h.facts.sched != format!("SCHED_FIFO:{p}") {
-                h.facts
-                    .notes
-                    .push(format!("SCHED_FIFO:{p} was asked for the worker but the kernel reports {}", h.facts.sched));
-            }
-        }
-        if let Some(c) = cpu {
-            if h.facts.cpus != [c] {
-                h.facts.notes.push(format!("worker pinned to cpu {c} but its affinity is {:?}", h.facts.cpus));
-            }
-        }
-        if spec.mlock && !h.facts.mlocked {
-            h.facts.notes.push("mlockall was asked but the worker has no locked memory (VmLck 0)".into());
-        }
+        read_back(&mut h.facts, spec, h.child.id() as i32);
         Ok(Box::new(h))
     }
 }
 
-/// Waits for a line containing `READY` in the worker's log.
-fn wait_ready(h: &mut BareHandle, spec: &WorkerSpec, started: Instant) -> Result<(), DeployError> {
+/// Waits for a line containing `READY` in the worker's log (bare and
+/// container deployments); stops the worker when it does not come in time.
+pub(crate) fn wait_ready(h: &mut dyn WorkerHandle, spec: &WorkerSpec, started: Instant) -> Result<(), DeployError> {
     let mut f = File::open(&spec.log).map_err(|e| DeployError::step(format!("open worker log {}", spec.log.display()), e))?;
     let mut seen = String::new();
     loop {
@@ -135,7 +118,29 @@ fn wait_ready(h: &mut BareHandle, spec: &WorkerSpec, started: Instant) -> Result
                 detail: format!("no READY line; log: {}", tail(&seen, 8)),
             });
         }
-        std::thread::sleep(Duration::from_millis(5));
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+/// Reads back what the host kernel granted the worker process `pid`
+/// (policy, affinity, locked memory) into `facts`, with a note for each
+/// difference from what `spec` asked (bare and container deployments).
+pub(crate) fn read_back(facts: &mut GrantedFacts, spec: &WorkerSpec, pid: i32) {
+    facts.sched = crate::container::sys::host::read_sched(pid);
+    facts.cpus = crate::container::sys::host::read_affinity(pid);
+    facts.mlocked = read_vmlck_kb(pid).is_some_and(|kb| kb > 0);
+    if let SchedPolicy::Fifo(p) = spec.sched {
+        if facts.sched != format!("SCHED_FIFO:{p}") {
+            facts.notes.push(format!("SCHED_FIFO:{p} was asked for the worker but the kernel reports {}", facts.sched));
+        }
+    }
+    if let Some(c) = spec.cpus.first() {
+        if facts.cpus != [*c] {
+            facts.notes.push(format!("worker pinned to cpu {c} but its affinity is {:?}", facts.cpus));
+        }
+    }
+    if spec.mlock && !facts.mlocked {
+        facts.notes.push("mlockall was asked but the worker has no locked memory (VmLck 0)".into());
     }
 }
 
@@ -162,7 +167,9 @@ pub struct BareHandle {
     done: Option<WorkerExit>,
 }
 
-fn exit_of(st: std::process::ExitStatus) -> WorkerExit {
+/// What a finished host process's status means for the worker (the
+/// qemu process of a KVM guest falls back to it too).
+pub(crate) fn exit_of(st: std::process::ExitStatus) -> WorkerExit {
     use std::os::unix::process::ExitStatusExt;
     match (st.code(), st.signal()) {
         (Some(c), _) => WorkerExit::Exited(c),
@@ -263,33 +270,6 @@ mod sys {
                 Ok(())
             });
         }
-    }
-
-    /// `SCHED_FIFO:80`, `SCHED_OTHER`, ... as the kernel reports it for `pid`.
-    pub(super) fn read_sched(pid: i32) -> String {
-        // SAFETY: plain system calls on a pid; `param` is a valid out pointer.
-        let (pol, prio) = unsafe {
-            let pol = libc::sched_getscheduler(pid);
-            let mut param = libc::sched_param { sched_priority: 0 };
-            libc::sched_getparam(pid, &mut param);
-            (pol, param.sched_priority)
-        };
-        match pol {
-            libc::SCHED_FIFO => format!("SCHED_FIFO:{prio}"),
-            libc::SCHED_RR => format!("SCHED_RR:{prio}"),
-            libc::SCHED_OTHER => "SCHED_OTHER".into(),
-            libc::SCHED_BATCH => "SCHED_BATCH".into(),
-            libc::SCHED_IDLE => "SCHED_IDLE".into(),
-            -1 => format!("unknown ({})", std::io::Error::last_os_error()),
-            p => format!("policy {p}"),
-        }
-    }
-
-    /// CPU affinity of `pid`.
-    pub(super) fn read_affinity(pid: i32) -> Vec<usize> {
-        nix::sched::sched_getaffinity(nix::unistd::Pid::from_raw(pid))
-            .map(|set| (0..libc::CPU_SETSIZE as usize).filter(|&c| set.is_set(c).unwrap_or(false)).collect())
-            .unwrap_or_default()
     }
 }
 

@@ -25,12 +25,11 @@
 //! socket (CAP_NET_RAW).
 
 use std::fs::File;
-use std::io::Read;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use super::{build_bundle, Bundle, BundleSpec, Container, Exit, StartOptions};
-use crate::deploy::{DeployError, Deployment, DeploymentKind, GrantedFacts, LinkKind, SchedPolicy, WorkerExit, WorkerHandle, WorkerSpec};
+use crate::deploy::{DeployError, Deployment, DeploymentKind, GrantedFacts, LinkKind, WorkerExit, WorkerHandle, WorkerSpec};
 
 /// Runs workers in containers started by rt-runtime.
 #[derive(Debug, Clone, Default)]
@@ -102,25 +101,10 @@ impl Deployment for ContainerDeployment {
         h.facts.cgroup = c.cgroup().map(|g| g.describe());
         h.facts.notes.extend(c.notes().iter().cloned());
         h.container = Some(c);
-        wait_ready(&mut h, spec, started)?;
+        crate::bare::wait_ready(&mut h, spec, started)?;
         h.facts.start_to_ready_ns = Some(started.elapsed().as_nanos() as u64);
         let pid = h.pid();
-        h.facts.sched = super::sys::host::read_sched(pid);
-        h.facts.cpus = super::sys::host::read_affinity(pid);
-        h.facts.mlocked = crate::bare::read_vmlck_kb(pid).is_some_and(|kb| kb > 0);
-        if let SchedPolicy::Fifo(p) = spec.sched {
-            if h.facts.sched != format!("SCHED_FIFO:{p}") {
-                h.facts.notes.push(format!("SCHED_FIFO:{p} was asked for the worker but the kernel reports {}", h.facts.sched));
-            }
-        }
-        if let Some(c) = spec.cpus.first() {
-            if h.facts.cpus != [*c] {
-                h.facts.notes.push(format!("worker pinned to cpu {c} but its affinity is {:?}", h.facts.cpus));
-            }
-        }
-        if spec.mlock && !h.facts.mlocked {
-            h.facts.notes.push("mlockall was asked but the worker has no locked memory (VmLck 0)".into());
-        }
+        crate::bare::read_back(&mut h.facts, spec, pid);
         h.facts.notes.push(format!(
             "container capabilities: {} only; fronthaul link {} inside the container",
             super::bundle::WORKER_CAPS.join(","),
@@ -155,38 +139,6 @@ fn prepare_afxdp(spec: &WorkerSpec) -> Result<(crate::net::Netns, pktio::afxdp::
         .map_err(|e| DeployError::step(format!("prepare AF_XDP on {} for the container", spec.link.inner_name), e))?;
     handoff.set_inheritable(true).map_err(|e| DeployError::step("pass AF_XDP descriptors", e))?;
     Ok((ns, handoff))
-}
-
-fn wait_ready(h: &mut ContainerHandle, spec: &WorkerSpec, started: Instant) -> Result<(), DeployError> {
-    let mut f = File::open(&spec.log).map_err(|e| DeployError::step(format!("open worker log {}", spec.log.display()), e))?;
-    let mut seen = String::new();
-    loop {
-        let mut chunk = String::new();
-        let _ = f.read_to_string(&mut chunk);
-        seen.push_str(&chunk);
-        if seen.lines().any(|l| l.contains("READY")) {
-            return Ok(());
-        }
-        match h.try_wait()? {
-            WorkerExit::Running => {}
-            exit => {
-                return Err(DeployError::NotReady {
-                    name: spec.name.clone(),
-                    waited: started.elapsed(),
-                    detail: format!("worker ended ({exit:?}) before READY; log: {}", crate::bare::tail(&seen, 8)),
-                })
-            }
-        }
-        if started.elapsed() > spec.ready_timeout {
-            let _ = h.stop(Duration::from_millis(200));
-            return Err(DeployError::NotReady {
-                name: spec.name.clone(),
-                waited: started.elapsed(),
-                detail: format!("no READY line; log: {}", crate::bare::tail(&seen, 8)),
-            });
-        }
-        std::thread::sleep(Duration::from_millis(2));
-    }
 }
 
 /// A worker started by [`ContainerDeployment`].

@@ -649,6 +649,7 @@ pub mod host {
             libc::SCHED_BATCH => "SCHED_BATCH".into(),
             libc::SCHED_IDLE => "SCHED_IDLE".into(),
             6 => "SCHED_DEADLINE".into(),
+            -1 => format!("unknown ({})", std::io::Error::last_os_error()),
             x => format!("policy {x}"),
         }
     }

@@ -34,7 +34,6 @@ use std::fs::{self, File};
 use std::io::Write;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
-use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -603,11 +602,7 @@ impl KvmHandle {
         if let Some(code) = parse_exit(&fs::read_to_string(&self.log).unwrap_or_default()) {
             return WorkerExit::Exited(code);
         }
-        match (st.code(), st.signal()) {
-            (_, Some(sig)) => WorkerExit::Signaled(sig),
-            (Some(c), None) => WorkerExit::Exited(c),
-            (None, None) => WorkerExit::Exited(-1),
-        }
+        crate::bare::exit_of(st)
     }
 
     fn cleanup(&mut self) {
