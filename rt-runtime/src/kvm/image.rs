@@ -476,7 +476,11 @@ pub fn build_guest_image(opts: &ImageOptions, worker: Option<&Path>) -> Result<G
     fs::create_dir_all(&dir).map_err(io(format!("create {}", dir.display())))?;
     let path = dir.join(format!("{key}.cpio"));
     if !path.exists() {
-        let tmp = dir.join(format!(".{key}.{}.tmp", std::process::id()));
+        // Unique per call: guests launched in parallel build the same image
+        // at once; each writes its own temp file and the rename is atomic.
+        static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let tmp = dir.join(format!(".{key}.{}.{n}.tmp", std::process::id()));
         let res = fs::write(&tmp, cpio::write_newc(&entries))
             .map_err(io(format!("write {}", tmp.display())))
             .and_then(|()| fs::rename(&tmp, &path).map_err(io(format!("rename {} to {}", tmp.display(), path.display()))));
