@@ -448,6 +448,10 @@ pub fn run_on_host(opt: &Options, progress: &dyn Fn(&str)) -> Result<WhitepaperR
         return Err(WpError::step("whitepaper", "needs root (containers, network namespaces, QEMU taps)"));
     }
     std::fs::create_dir_all(&opt.out).map_err(|e| WpError::step(format!("create {}", opt.out.display()), e))?;
+    // What a killed run left (guests, taps, namespaces, cgroups): owner-aware.
+    for line in crate::sweep::sweep(false).removed {
+        progress(&format!("removed leftover {line}"));
+    }
     let find = |name: &str, build: &str| crate::run::find_binary(name, None, build).map_err(|e| WpError::step(format!("find {name}"), e));
     let workload = find("cranlab-workload", "cargo build --release -p bench")?;
     let rt = find("rt-runtime", "cargo build --release -p rt-runtime")?;

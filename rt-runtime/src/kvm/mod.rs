@@ -682,7 +682,7 @@ impl WorkerHandle for KvmHandle {
         Ok(e)
     }
 
-    /// QEMU's own migration to a file (`migrate` with a `file:` URI): the
+    /// QEMU's own migration to a file (`migrate` to `exec:cat > FILE`): the
     /// guest's whole RAM and device state, restorable with `-incoming`. The
     /// guest pauses while it is written and runs on afterwards.
     fn snapshot(&mut self, dir: &Path) -> Result<crate::deploy::Snapshot, DeployError> {
@@ -690,7 +690,9 @@ impl WorkerHandle for KvmHandle {
         let file = dir.join(format!("{}.migration", self.name));
         let q = self.qmp.as_mut().ok_or_else(|| DeployError::step(format!("snapshot {}", self.name), QmpMissing))?;
         let qerr = |what: &str, e: qmp::QmpError| DeployError::step(format!("snapshot {}: {what}", self.name), e);
-        let uri = format!("file:{}", file.display());
+        // `exec:` works on every QEMU (the `file:` protocol needs 8.2; Debian 12 has 7.2).
+        let quoted = file.display().to_string().replace('\'', "'\\''");
+        let uri = format!("exec:cat > '{quoted}'");
         q.execute("migrate", Some(serde_json::json!({ "uri": uri }))).map_err(|e| qerr("migrate", e))?;
         let t = Instant::now();
         loop {
