@@ -117,10 +117,23 @@ pub fn percentile_plot(
     if series.is_empty() {
         return Ok(None);
     }
+    // Deployments whose latencies differ by orders of magnitude (an emulated
+    // guest next to bare metal) share the plot on a log10 value axis; signed
+    // metrics stay linear.
+    let lo = series.iter().flat_map(|s| s.2.iter().map(|p| p.1)).fold(f64::INFINITY, f64::min);
+    let hi = series.iter().flat_map(|s| s.2.iter().map(|p| p.1)).fold(f64::NEG_INFINITY, f64::max);
+    let log_y = lo >= 0.0 && hi / lo.max(0.1) > 1000.0;
+    let ty = |v: f64| if log_y { v.max(0.1).log10() } else { v };
+    for s in series.iter_mut() {
+        for p in s.2.iter_mut() {
+            p.1 = ty(p.1);
+        }
+    }
+    let deadline_us = deadline_us.map(|d| (d, ty(d)));
     let x_max = series.iter().flat_map(|s| s.2.iter().map(|p| p.0)).fold(10.0f64, f64::max) * 1.5;
-    let mut y_min = series.iter().flat_map(|s| s.2.iter().map(|p| p.1)).fold(f64::INFINITY, f64::min).min(0.0);
+    let mut y_min = series.iter().flat_map(|s| s.2.iter().map(|p| p.1)).fold(f64::INFINITY, f64::min).min(if log_y { ty(lo) } else { 0.0 });
     let mut y_max = series.iter().flat_map(|s| s.2.iter().map(|p| p.1)).fold(f64::NEG_INFINITY, f64::max);
-    if let Some(d) = deadline_us {
+    if let Some((_, d)) = deadline_us {
         y_max = y_max.max(d);
         y_min = y_min.min(d);
     }
@@ -140,8 +153,16 @@ pub fn percentile_plot(
         chart
             .configure_mesh()
             .x_desc("percentile (log scale of 1/(1-p))")
-            .y_desc("µs")
+            .y_desc(if log_y { "µs (log scale)" } else { "µs" })
             .x_label_formatter(&nines_label)
+            .y_label_formatter(&|v: &f64| {
+                let x = if log_y { 10f64.powf(*v) } else { *v };
+                if x.abs() >= 10.0 || x == 0.0 {
+                    format!("{x:.0}")
+                } else {
+                    format!("{x:.1}")
+                }
+            })
             .draw()
             .map_err(|e| perr(&name, e))?;
         for (i, r, pts) in &series {
@@ -152,8 +173,8 @@ pub fn percentile_plot(
                 .label(run_label(r))
                 .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], c.stroke_width(2)));
         }
-        if let Some(d) = deadline_us {
-            let label = if metric == "ta4_margin_ns" { "window end (0)".to_string() } else { format!("deadline {d:.0} µs") };
+        if let Some((raw, d)) = deadline_us {
+            let label = if metric == "ta4_margin_ns" { "window end (0)".to_string() } else { format!("deadline {raw:.0} µs") };
             chart
                 .draw_series(LineSeries::new(vec![(1.0, d), (x_max, d)], BLACK.stroke_width(1)))
                 .map_err(|e| perr(&name, e))?

@@ -140,7 +140,10 @@ fn secs(d: Duration) -> f64 {
     d.as_secs_f64()
 }
 
-fn launch_all(p: &dyn Platform, opt: &Options, base: usize) -> Result<(Vec<Box<dyn Instance>>, Duration, Usage), WpError> {
+/// Instances that became ready, how long that took, and the host's CPU meanwhile.
+type Launched = (Vec<Box<dyn Instance>>, Duration, Usage);
+
+fn launch_all(p: &dyn Platform, opt: &Options, base: usize) -> Result<Launched, WpError> {
     let sampler = Sampler::start(&opt.proc_root, Duration::from_millis(20));
     let t = Instant::now();
     let mut v = Vec::new();
@@ -291,7 +294,8 @@ pub fn table(container: &PlatformFigures, vm: &PlatformFigures, bare: &PlatformF
     let mut s = String::new();
     let _ = writeln!(s, "| test | metric | {} | {} | {} / {} |", container.name, vm.name, vm.name, container.name);
     let _ = writeln!(s, "|---|---|---|---|---|");
-    let rows: [(&str, &str, Option<f64>, Option<f64>, &str); 11] = [
+    type Row<'a> = (&'a str, &'a str, Option<f64>, Option<f64>, &'a str);
+    let rows: [Row; 11] = [
         ("1 async launch", "time to all ready", container.async_launch_s, vm.async_launch_s, "s"),
         ("1 async launch", "peak CPU", container.async_peak_cpu_pct, vm.async_peak_cpu_pct, "%"),
         ("1 async launch", "steady-state CPU", container.steady_cpu_pct, vm.steady_cpu_pct, "%"),

@@ -111,7 +111,7 @@ impl Instance for ProcessInstance {
                         .stderr_log
                         .as_ref()
                         .and_then(|p| std::fs::read_to_string(p).ok())
-                        .map(|s| s.lines().filter(|l| !l.trim().is_empty()).last().unwrap_or("").to_string())
+                        .map(|s| s.lines().rfind(|l| !l.trim().is_empty()).unwrap_or("").to_string())
                         .filter(|s| !s.is_empty())
                         .unwrap_or_else(|| "no error output".into());
                     return Err(WpError::step(format!("wait for {prefix} from {}", self.what), format!("it exited first: {why}")));
