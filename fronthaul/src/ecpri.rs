@@ -6,7 +6,7 @@
 //! `&mut [u8]` and return the bytes written.
 
 use crate::cell::EaxcSplit;
-use crate::error::FhError;
+use crate::error::{need, room, FhError};
 
 /// EtherType of eCPRI over Ethernet.
 pub const ETHERTYPE_ECPRI: u16 = 0xAEFE;
@@ -19,21 +19,6 @@ pub const RTC_HEADER_LEN: usize = 4;
 /// The only eCPRI protocol revision cranlab speaks.
 pub const REVISION: u8 = 1;
 
-fn need(what: &'static str, b: &[u8], n: usize) -> Result<(), FhError> {
-    if b.len() < n {
-        Err(FhError::Truncated { what, need: n, have: b.len() })
-    } else {
-        Ok(())
-    }
-}
-
-fn room(out: &[u8], n: usize) -> Result<(), FhError> {
-    if out.len() < n {
-        Err(FhError::BufferTooSmall { need: n, have: out.len() })
-    } else {
-        Ok(())
-    }
-}
 
 /// Ethernet II header, optionally with one 802.1Q tag; the EtherType is
 /// always eCPRI.

@@ -107,3 +107,21 @@ pub enum FhError {
         reason: &'static str,
     },
 }
+
+/// `Truncated` unless `b` holds at least `n` bytes for `what`.
+pub(crate) fn need(what: &'static str, b: &[u8], n: usize) -> Result<(), FhError> {
+    if b.len() < n {
+        Err(FhError::Truncated { what, need: n, have: b.len() })
+    } else {
+        Ok(())
+    }
+}
+
+/// `BufferTooSmall` unless `out` has room for `n` bytes.
+pub(crate) fn room(out: &[u8], n: usize) -> Result<(), FhError> {
+    if out.len() < n {
+        Err(FhError::BufferTooSmall { need: n, have: out.len() })
+    } else {
+        Ok(())
+    }
+}

@@ -6,7 +6,7 @@
 //! them together into whole frames.
 
 use crate::cell::{Compression, Direction};
-use crate::error::FhError;
+use crate::error::{need, room, FhError};
 
 /// Length of the O-RAN application common header.
 pub const APP_HEADER_LEN: usize = 4;
@@ -25,21 +25,6 @@ pub const CSECTION3_LEN: usize = 12;
 /// The O-RAN payloadVersion cranlab writes and accepts.
 pub const PAYLOAD_VERSION: u8 = 1;
 
-fn need(what: &'static str, b: &[u8], n: usize) -> Result<(), FhError> {
-    if b.len() < n {
-        Err(FhError::Truncated { what, need: n, have: b.len() })
-    } else {
-        Ok(())
-    }
-}
-
-fn room(out: &[u8], n: usize) -> Result<(), FhError> {
-    if out.len() < n {
-        Err(FhError::BufferTooSmall { need: n, have: out.len() })
-    } else {
-        Ok(())
-    }
-}
 
 fn range(field: &'static str, value: u32, max: u32) -> Result<(), FhError> {
     if value > max {
