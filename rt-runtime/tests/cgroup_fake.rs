@@ -6,30 +6,8 @@ use std::path::{Path, PathBuf};
 
 use rt_runtime::cgroup::{self, Cgroup, CgroupError, CgroupRoot, CgroupVersion, Controller, Limits};
 
-/// A temp dir removed on drop.
-struct Tmp(PathBuf);
-impl Tmp {
-    fn new(tag: &str) -> Tmp {
-        let p = std::env::temp_dir().join(format!("cranlab-cgfake-{tag}-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&p);
-        fs::create_dir_all(&p).unwrap();
-        Tmp(p)
-    }
-}
-impl Drop for Tmp {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.0);
-    }
-}
-
-fn put(p: &Path, v: &str) {
-    fs::create_dir_all(p.parent().unwrap()).unwrap();
-    fs::write(p, v).unwrap();
-}
-
-fn get(p: &Path) -> String {
-    fs::read_to_string(p).unwrap_or_else(|e| panic!("{}: {e}", p.display())).trim().to_string()
-}
+mod common;
+use common::{get, put, Tmp};
 
 fn fake_v1(root: &Path, rt: bool) {
     put(&root.join("cpuset/cpuset.cpus"), "0-3\n");
@@ -54,7 +32,7 @@ fn fake_v2(root: &Path) {
 
 #[test]
 fn detects_each_layout() {
-    let t = Tmp::new("detect");
+    let t = Tmp::new("cgfake", "detect");
     let v1 = t.0.join("v1");
     fake_v1(&v1, true);
     assert_eq!(CgroupRoot::detect(&v1).unwrap().version(), CgroupVersion::V1);
@@ -83,7 +61,7 @@ fn detects_each_layout() {
 
 #[test]
 fn v1_writes_parents_first_and_limits_in_each_controller() {
-    let t = Tmp::new("v1");
+    let t = Tmp::new("cgfake", "v1");
     fake_v1(&t.0, true);
     let root = CgroupRoot::detect(&t.0).unwrap();
     let limits = Limits {
@@ -127,7 +105,7 @@ fn v1_writes_parents_first_and_limits_in_each_controller() {
 
 #[test]
 fn budget_is_added_to_ancestors_and_given_back() {
-    let t = Tmp::new("budget");
+    let t = Tmp::new("cgfake", "budget");
     fake_v1(&t.0, true);
     let p = &t.0;
     // A sibling already holds 100 ms per 1 s under cranlab.
@@ -153,7 +131,7 @@ fn budget_is_added_to_ancestors_and_given_back() {
 
 #[test]
 fn realtime_without_budget_gets_the_free_default_and_a_note() {
-    let t = Tmp::new("default");
+    let t = Tmp::new("cgfake", "default");
     fake_v1(&t.0, true);
     let p = &t.0;
     put(&p.join("cpu/someone/cpu.rt_runtime_us"), "200000");
@@ -180,7 +158,7 @@ fn realtime_without_budget_gets_the_free_default_and_a_note() {
 
 #[test]
 fn rt_budget_without_rt_group_sched_is_refused() {
-    let t = Tmp::new("nort");
+    let t = Tmp::new("cgfake", "nort");
     fake_v1(&t.0, false);
     let root = CgroupRoot::detect(&t.0).unwrap();
     assert!(!root.rt_group_sched());
@@ -194,7 +172,7 @@ fn rt_budget_without_rt_group_sched_is_refused() {
 
 #[test]
 fn write_errors_name_the_file_and_undo_everything() {
-    let t = Tmp::new("err");
+    let t = Tmp::new("cgfake", "err");
     fake_v1(&t.0, true);
     let p = &t.0;
     // Make the leaf's pids.max a directory: the write fails with EISDIR.
@@ -228,7 +206,7 @@ fn write_errors_name_the_file_and_undo_everything() {
 
 #[test]
 fn existing_leaf_and_bad_names_and_limits_are_refused() {
-    let t = Tmp::new("exists");
+    let t = Tmp::new("cgfake", "exists");
     fake_v1(&t.0, true);
     let root = CgroupRoot::detect(&t.0).unwrap();
     fs::create_dir_all(t.0.join("cpuset/cranlab/w0")).unwrap();
@@ -247,7 +225,7 @@ fn existing_leaf_and_bad_names_and_limits_are_refused() {
 
 #[test]
 fn v2_enables_controllers_down_the_tree() {
-    let t = Tmp::new("v2");
+    let t = Tmp::new("cgfake", "v2");
     fake_v2(&t.0);
     let p = &t.0;
     let root = CgroupRoot::detect(p).unwrap();
@@ -269,7 +247,7 @@ fn v2_enables_controllers_down_the_tree() {
 
 #[test]
 fn sweep_removes_leftovers_in_every_hierarchy() {
-    let t = Tmp::new("sweep");
+    let t = Tmp::new("cgfake", "sweep");
     fake_v1(&t.0, true);
     put(&t.0.join("unified/cgroup.controllers"), "");
     put(&t.0.join("unified/cgroup.procs"), "");
@@ -290,7 +268,7 @@ fn sweep_removes_leftovers_in_every_hierarchy() {
 
 #[test]
 fn sweep_keeps_live_runs_cgroups() {
-    let t = Tmp::new("owners");
+    let t = Tmp::new("cgfake", "owners");
     fake_v1(&t.0, true);
     let p = &t.0;
     let root = CgroupRoot::detect(p).unwrap();

@@ -1,29 +1,12 @@
 //! Host facts and readiness: fake roots for the logic, this host for truth.
 
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use rt_runtime::host::{self, CheckRequest, HostFacts, Roots, Status};
 
-struct Tmp(PathBuf);
-impl Tmp {
-    fn new(tag: &str) -> Tmp {
-        let p = std::env::temp_dir().join(format!("cranlab-hostfake-{tag}-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&p);
-        fs::create_dir_all(&p).unwrap();
-        Tmp(p)
-    }
-}
-impl Drop for Tmp {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.0);
-    }
-}
-
-fn put(p: &Path, v: &str) {
-    fs::create_dir_all(p.parent().unwrap()).unwrap();
-    fs::write(p, v).unwrap();
-}
+mod common;
+use common::{put, Tmp};
 
 /// A tuned 4-cpu RT host: isolated 2-3, PREEMPT_RT, performance, hardware KVM, v2.
 fn tuned_host(r: &Path) {
@@ -65,7 +48,7 @@ fn status_of(items: &[host::CheckItem], name: &str) -> Status {
 
 #[test]
 fn tuned_fake_host_passes_everything_but_the_unprobed_syscalls() {
-    let t = Tmp::new("tuned");
+    let t = Tmp::new("hostfake", "tuned");
     tuned_host(&t.0);
     let mut f = HostFacts::gather(&Roots::under(&t.0));
     assert_eq!(f.kernel_release, "6.1.0-rt-amd64");
@@ -94,7 +77,7 @@ fn tuned_fake_host_passes_everything_but_the_unprobed_syscalls() {
 
 #[test]
 fn untuned_fake_host_gets_the_right_fixes() {
-    let t = Tmp::new("untuned");
+    let t = Tmp::new("hostfake", "untuned");
     tuned_host(&t.0);
     let r = &t.0;
     put(&r.join("proc/sys/kernel/version"), "#1 SMP PREEMPT_DYNAMIC\n");
@@ -143,7 +126,7 @@ fn untuned_fake_host_gets_the_right_fixes() {
 
 #[test]
 fn rt_group_sched_on_cgroup_v2_is_a_failure() {
-    let t = Tmp::new("v2rt");
+    let t = Tmp::new("hostfake", "v2rt");
     tuned_host(&t.0);
     let r = &t.0;
     put(&r.join("boot/config-6.1.0-rt-amd64"), "CONFIG_RT_GROUP_SCHED=y\n");

@@ -2,34 +2,14 @@
 //! steered and journaled, and that restore / sweep put it all back.
 
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use rt_runtime::cgroup::CgroupRoot;
 use rt_runtime::host::Roots;
 use rt_runtime::isolate::{self, IsolateError, IsolationMode, Journal, Shield};
 
-struct Tmp(PathBuf);
-impl Tmp {
-    fn new(tag: &str) -> Tmp {
-        let p = std::env::temp_dir().join(format!("cranlab-isofake-{tag}-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&p);
-        fs::create_dir_all(&p).unwrap();
-        Tmp(p)
-    }
-}
-impl Drop for Tmp {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.0);
-    }
-}
-
-fn put(p: &Path, v: &str) {
-    fs::create_dir_all(p.parent().unwrap()).unwrap();
-    fs::write(p, v).unwrap();
-}
-fn get(p: &Path) -> String {
-    fs::read_to_string(p).unwrap_or_else(|e| panic!("{}: {e}", p.display())).trim().to_string()
-}
+mod common;
+use common::{get, put, Tmp};
 
 fn task(r: &Path, pid: i32, tid: i32, cpuset: &str, aff: &str) {
     let d = r.join(format!("proc/{pid}/task/{tid}"));
@@ -69,7 +49,7 @@ fn snapshot(r: &Path) -> Vec<(String, String)> {
 
 #[test]
 fn v1_shield_moves_tasks_steers_irqs_and_restores() {
-    let t = Tmp::new("v1");
+    let t = Tmp::new("isofake", "v1");
     let r = &t.0;
     fake_host(r);
     let before = snapshot(r);
@@ -109,7 +89,7 @@ fn v1_shield_moves_tasks_steers_irqs_and_restores() {
 
 #[test]
 fn a_crashed_shield_is_undone_by_sweep() {
-    let t = Tmp::new("crash");
+    let t = Tmp::new("isofake", "crash");
     let r = &t.0;
     fake_host(r);
     let before = snapshot(r);
@@ -141,7 +121,7 @@ fn a_crashed_shield_is_undone_by_sweep() {
 
 #[test]
 fn host_isolated_cpus_are_used_as_they_are() {
-    let t = Tmp::new("iso");
+    let t = Tmp::new("isofake", "iso");
     let r = &t.0;
     fake_host(r);
     put(&r.join("sys/devices/system/cpu/isolated"), "2-3\n");
@@ -167,7 +147,7 @@ fn host_isolated_cpus_are_used_as_they_are() {
 
 #[test]
 fn impossible_requests_are_refused_without_changes() {
-    let t = Tmp::new("bad");
+    let t = Tmp::new("isofake", "bad");
     let r = &t.0;
     fake_host(r);
     let before = snapshot(r);
@@ -184,7 +164,7 @@ fn impossible_requests_are_refused_without_changes() {
 
 #[test]
 fn v2_shield_restricts_top_level_cgroups_and_restores_them() {
-    let t = Tmp::new("v2");
+    let t = Tmp::new("isofake", "v2");
     let r = &t.0;
     fake_host(r);
     let cgp = r.join("sys/fs/cgroup");
