@@ -343,6 +343,47 @@ pub fn run(req: &RunRequest) -> Result<RunOutcome, RunError> {
         None
     };
 
+    // Isolation: the host's isolated cores when the worker core is one of
+    // them, else a shield for the run (restored on drop, journalled for a
+    // crash). cranlab itself is admitted back to all cores so the workers it
+    // starts can pin themselves to the shielded one.
+    let _shield = if root && !mem_path && s.run.shield && !host.isolated_cpus.contains(&s.run.worker_cpu) {
+        let applied = rt_runtime::cgroup::CgroupRoot::detect(Path::new("/sys/fs/cgroup"))
+            .map_err(|e| e.to_string())
+            .and_then(|cg| {
+                rt_runtime::isolate::Shield::apply(
+                    &cg,
+                    &rt_runtime::host::Roots::default(),
+                    &[s.run.worker_cpu],
+                    Path::new(rt_runtime::isolate::DEFAULT_JOURNAL_DIR),
+                )
+                .map_err(|e| e.to_string())
+            })
+            .and_then(|sh| sh.admit(std::process::id() as i32).map(|()| sh).map_err(|e| e.to_string()));
+        match applied {
+            Ok(sh) => {
+                let f = sh.report();
+                host.isolation = f.mode.as_str().to_string();
+                con.say(format!(
+                    "shielded cpu {}: {} tasks moved to housekeeping ({} not movable), {} IRQs steered away ({} refused)",
+                    s.run.worker_cpu, f.tasks_moved, f.tasks_not_movable, f.irqs_steered, f.irqs_refused
+                ));
+                for n in &f.notes {
+                    host.notes.push(format!("shield: {n}"));
+                }
+                Some(sh)
+            }
+            Err(e) => {
+                let msg = format!("worker core not shielded: {e}");
+                con.say(format!("note: {msg}"));
+                host.notes.push(msg);
+                None
+            }
+        }
+    } else {
+        None
+    };
+
 
     // The same transport in every deployment, or the comparison compares
     // transports. Bare and container both take AF_XDP (the container gets

@@ -114,6 +114,10 @@ pub struct RunConfig {
     pub poll: PollMode,
     /// Lock the worker's memory (mlockall).
     pub mlock: bool,
+    /// Where the worker core is not isolated (isolcpus/nohz_full), shield it
+    /// for the run: other tasks to a housekeeping cpuset, IRQs steered away,
+    /// all restored afterwards (`rt_runtime::isolate`).
+    pub shield: bool,
     /// Memory limit of a container / guest RAM, MiB.
     pub memory_mib: u64,
     /// Seconds to wait for a worker to print READY (a TCG guest boots in seconds).
@@ -137,6 +141,7 @@ impl Default for RunConfig {
             rrh_priority: 70,
             poll: PollMode::Block,
             mlock: true,
+            shield: true,
             memory_mib: 512,
             ready_timeout_s: 60.0,
             hlog_interval_ms: 1000,

@@ -534,7 +534,7 @@ pub fn check_facts(f: &HostFacts, worker_cpus: &[usize]) -> Vec<CheckItem> {
     out.push(if subset(&f.isolated_cpus) {
         item("isolcpus", Pass, format!("cpus {ws} are isolated (isolated: {})", format_cpu_list(&f.isolated_cpus)), "")
     } else if f.isolated_cpus.is_empty() {
-        item("isolcpus", Warn, "no isolated cpus: the worker core shares the scheduler tick, kworkers, RCU callbacks and IRQs with the host (rt_runtime::isolate can shield it with cpusets and IRQ steering; cranlab run does not apply that shield yet)".into(), &iso_fix)
+        item("isolcpus", Warn, "no isolated cpus: cranlab run shields the worker core with cpusets and IRQ steering for the run (the scheduler tick, unbound kworkers and RCU callbacks still reach it)".into(), &iso_fix)
     } else {
         item("isolcpus", Warn, format!("worker cpus {ws} are not among the isolated cpus {}", format_cpu_list(&f.isolated_cpus)), &format!("run the workers on the isolated cpus (--cpus {}), or {iso_fix}", format_cpu_list(&f.isolated_cpus)))
     });
@@ -649,7 +649,7 @@ pub fn check_facts(f: &HostFacts, worker_cpus: &[usize]) -> Vec<CheckItem> {
         item(
             "irq affinity",
             Warn,
-            format!("{} IRQs may fire on {ws} (irqs {}); the rt_runtime::isolate shield can steer them away (cranlab run does not apply it yet){irqb}", on_worker.len(), on_worker.join(",")),
+            format!("{} IRQs may fire on {ws} (irqs {}); cranlab run steers them away for the run and restores them after{irqb}", on_worker.len(), on_worker.join(",")),
             &format!("kernel command line irqaffinity={hks} {grub}; systemctl disable --now irqbalance (or IRQBALANCE_BANNED_CPULIST={ws} in /etc/default/irqbalance)"),
         )
     });
