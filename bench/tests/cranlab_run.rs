@@ -187,13 +187,7 @@ fn start_long_run(out: &Path) -> std::process::Child {
 }
 
 fn owned_by(pid: u32) -> Vec<String> {
-    let ns = Command::new("ip").args(["netns", "list"]).output().unwrap();
-    String::from_utf8_lossy(&ns.stdout)
-        .lines()
-        .filter_map(|l| l.split_whitespace().next())
-        .filter(|n| rt_runtime::net::netns_owner(n) == Some(pid as i32))
-        .map(str::to_string)
-        .collect()
+    rt_runtime::net::list_netns().unwrap().into_iter().filter(|n| rt_runtime::net::netns_owner(n) == Some(pid as i32)).collect()
 }
 
 /// Pids whose parent is `ppid`.

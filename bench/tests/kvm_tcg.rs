@@ -37,13 +37,7 @@ fn skip_reason() -> Option<String> {
 
 /// Network namespaces whose owner (recorded by cranlab) is `pid`.
 fn netns_of(pid: u32) -> Vec<String> {
-    let ns = Command::new("ip").args(["netns", "list"]).output().unwrap();
-    String::from_utf8_lossy(&ns.stdout)
-        .lines()
-        .filter_map(|l| l.split_whitespace().next())
-        .filter(|n| rt_runtime::net::netns_owner(n) == Some(pid as i32))
-        .map(str::to_string)
-        .collect()
+    rt_runtime::net::list_netns().unwrap().into_iter().filter(|n| rt_runtime::net::netns_owner(n) == Some(pid as i32)).collect()
 }
 
 /// Links named cranlab* in the root network namespace.

@@ -26,6 +26,27 @@ fn perr(name: &str, e: impl std::fmt::Display) -> ReportError {
     ReportError::Plot { name: name.to_string(), reason: e.to_string() }
 }
 
+/// Draws the legend at `pos` and writes the SVG.
+fn finish<'a, X, Y>(
+    chart: &mut ChartContext<'a, SVGBackend<'a>, Cartesian2d<X, Y>>,
+    root: &DrawingArea<SVGBackend<'a>, plotters::coord::Shift>,
+    pos: SeriesLabelPosition,
+    name: &str,
+) -> Result<(), ReportError>
+where
+    X: Ranged,
+    Y: Ranged,
+{
+    chart
+        .configure_series_labels()
+        .position(pos)
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .draw()
+        .map_err(|e| perr(name, e))?;
+    root.present().map_err(|e| perr(name, e))
+}
+
 /// Label of a "nines" axis position: x = 1/(1-p).
 fn nines_label(x: &f64) -> String {
     if *x <= 1.0 {
@@ -181,14 +202,7 @@ pub fn percentile_plot(
                 .label(label)
                 .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], BLACK));
         }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperLeft)
-            .background_style(WHITE.mix(0.8))
-            .border_style(BLACK)
-            .draw()
-            .map_err(|e| perr(&name, e))?;
-        root.present().map_err(|e| perr(&name, e))?;
+        finish(&mut chart, &root, SeriesLabelPosition::UpperLeft, &name)?;
     }
     Ok(Some(path))
 }
@@ -293,14 +307,7 @@ pub fn maxima_plot(dir: &Path, plot_dir: &Path, metric: &str, runs: &[&RunResult
                 .label(run_label(r))
                 .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], c));
         }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperRight)
-            .background_style(WHITE.mix(0.8))
-            .border_style(BLACK)
-            .draw()
-            .map_err(|e| perr(&name, e))?;
-        root.present().map_err(|e| perr(&name, e))?;
+        finish(&mut chart, &root, SeriesLabelPosition::UpperRight, &name)?;
     }
     Ok(Some(path))
 }
