@@ -705,12 +705,14 @@ impl Fabric {
                 ifname: l.name().to_string(),
                 inner_name: if kind == DeploymentKind::Bare { l.name().to_string() } else { "eth0".into() },
                 mac: link.worker_mac,
+                addr: None,
             },
             _ => WorkerLink {
                 netns: Some(rns.name().to_string()),
                 ifname: link.rrh.name().to_string(),
                 inner_name: "eth0".into(),
                 mac: link.worker_mac,
+                addr: None,
             },
         };
         Ok(Fabric { rns, wns, link, worker_link })

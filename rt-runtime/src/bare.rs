@@ -57,6 +57,9 @@ impl Deployment for BareDeployment {
             ),
             None => None,
         };
+        if let Some(a) = spec.link.addr {
+            crate::net::add_addr(spec.link.netns.as_deref(), &spec.link.ifname, a).map_err(|e| DeployError::step("address the worker's link", e))?;
+        }
         let mut cmd = Command::new(&spec.program);
         cmd.args(expand_args(&spec.args, &spec.link.ifname))
             .stdin(Stdio::null())
@@ -292,7 +295,7 @@ mod tests {
             cpus: vec![0],
             sched: SchedPolicy::Fifo(10),
             mlock: false,
-            link: crate::deploy::WorkerLink { netns: None, ifname: "lo".into(), inner_name: "lo".into(), mac: [0; 6] },
+            link: crate::deploy::WorkerLink { netns: None, ifname: "lo".into(), inner_name: "lo".into(), mac: [0; 6], addr: None },
             memory_bytes: 0,
             log: dir.join("worker.log"),
             work_dir: dir.to_path_buf(),

@@ -66,6 +66,9 @@ pub struct WorkerLink {
     pub inner_name: String,
     /// MAC address of the worker end (guests copy it to their virtio-net).
     pub mac: [u8; 6],
+    /// IPv4 address the worker's interface gets, for TCP benchmarks over the
+    /// same path (`None`: layer 2 only, as the fronthaul needs).
+    pub addr: Option<crate::net::IfAddr>,
 }
 
 /// What to run and how.

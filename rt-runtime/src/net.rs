@@ -76,6 +76,47 @@ pub fn ip(step: &str, args: &[&str]) -> Result<String, NetError> {
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
+/// An IPv4 interface address with its prefix length, as `ip addr` writes it
+/// (`10.213.0.2/30`). The fronthaul itself is layer 2; addresses are for the
+/// TCP benchmarks that share its veth/tap paths.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IfAddr {
+    /// The address.
+    pub ip: std::net::Ipv4Addr,
+    /// Prefix length, 0..=32.
+    pub prefix: u8,
+}
+
+impl std::fmt::Display for IfAddr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.ip, self.prefix)
+    }
+}
+
+impl std::str::FromStr for IfAddr {
+    type Err = String;
+    fn from_str(s: &str) -> Result<IfAddr, String> {
+        let (a, p) = s.split_once('/').ok_or_else(|| format!("interface address {s:?}: expected ADDRESS/PREFIX"))?;
+        let ip = a.parse().map_err(|_| format!("interface address {s:?}: {a:?} is not an IPv4 address"))?;
+        let prefix: u8 = p.parse().map_err(|_| format!("interface address {s:?}: prefix {p:?} is not a number"))?;
+        if prefix > 32 {
+            return Err(format!("interface address {s:?}: prefix {prefix} is over 32"));
+        }
+        Ok(IfAddr { ip, prefix })
+    }
+}
+
+/// Adds `addr` to interface `ifname` in `netns` (`None`: the host's).
+pub fn add_addr(netns: Option<&str>, ifname: &str, addr: IfAddr) -> Result<(), NetError> {
+    let a = addr.to_string();
+    let mut args: Vec<&str> = Vec::new();
+    if let Some(ns) = netns {
+        args.extend(["-n", ns]);
+    }
+    args.extend(["addr", "add", &a, "dev", ifname]);
+    ip(&format!("add address {a} to {ifname}"), &args).map(|_| ())
+}
+
 /// A short tag unique to this process and call: 4 hex digits of the pid and a
 /// counter digit pair, so `cranlab` + tag + a role letter fits in 15 chars.
 pub fn short_tag() -> String {
@@ -377,6 +418,18 @@ pub fn sweep(all: bool) -> Result<Vec<String>, NetError> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn ifaddr_round_trips_and_rejects_what_ip_would() {
+        let a: super::IfAddr = "10.213.0.2/30".parse().unwrap();
+        assert_eq!(a.ip, std::net::Ipv4Addr::new(10, 213, 0, 2));
+        assert_eq!(a.prefix, 30);
+        assert_eq!(a.to_string(), "10.213.0.2/30");
+        for bad in ["10.213.0.2", "10.213.0/30", "10.213.0.2/33", "10.213.0.2/x", "", "fe80::1/64"] {
+            let e = bad.parse::<super::IfAddr>().unwrap_err();
+            assert!(e.contains(&format!("{bad:?}")), "{e}");
+        }
+    }
+
     use super::*;
 
     #[test]

@@ -265,23 +265,34 @@ fn failing_setup_step_is_named_and_undone() {
 fn container_deployment_moves_the_link_and_reports_facts() {
     require_host!();
     let _rt = rt_lock();
-    deployment_case("cranlabctA", "cranlabctB", false);
+    deployment_case("cranlabctA", "cranlabctB", false, None);
 }
 
 #[test]
 fn container_deployment_hands_in_afxdp() {
     require_host!();
     let _rt = rt_lock();
-    deployment_case("cranlabctC", "cranlabctD", true);
+    deployment_case("cranlabctC", "cranlabctD", true, None);
 }
 
-fn deployment_case(outer: &str, inner: &str, afxdp: bool) {
+#[test]
+fn container_deployment_addresses_the_link_where_asked() {
+    require_host!();
+    let _rt = rt_lock();
+    deployment_case("cranlabctE", "cranlabctF", false, Some("10.213.0.2/30"));
+}
+
+fn deployment_case(outer: &str, inner: &str, afxdp: bool, addr: Option<&str>) {
     use rt_runtime::deploy::{Deployment, WorkerLink, WorkerSpec};
     if Command::new("ip").arg("-V").output().is_err() {
         eprintln!("skipped: no ip (apt install iproute2)");
         return;
     }
-    let name = if afxdp { "cranlab-ct-xdp" } else { "cranlab-ct-deploy" };
+    let name = match (afxdp, addr) {
+        (true, _) => "cranlab-ct-xdp",
+        (false, Some(_)) => "cranlab-ct-addr",
+        (false, None) => "cranlab-ct-deploy",
+    };
     let _ = Command::new("ip").args(["link", "del", outer]).stderr(std::process::Stdio::null()).status();
     let st = Command::new("ip").args(["link", "add", outer, "type", "veth", "peer", "name", inner]).status().unwrap();
     assert!(st.success(), "create veth");
@@ -302,7 +313,7 @@ fn deployment_case(outer: &str, inner: &str, afxdp: bool) {
         cpus: vec![last_cpu()],
         sched: SchedPolicy::Fifo(10),
         mlock: false,
-        link: WorkerLink { netns: Some(src.clone()), ifname: inner.into(), inner_name: "fh0".into(), mac: [0; 6] },
+        link: WorkerLink { netns: Some(src.clone()), ifname: inner.into(), inner_name: "fh0".into(), mac: [0; 6], addr: addr.map(|a| a.parse().unwrap()) },
         memory_bytes: 64 << 20,
         log: dir.join("worker.log"),
         work_dir: dir.clone(),
@@ -318,6 +329,11 @@ fn deployment_case(outer: &str, inner: &str, afxdp: bool) {
         let fds: usize = log.split("fds=").nth(1).unwrap().trim().parse().unwrap();
         assert!(fds >= 6, "{log}");
         assert!(h.facts().notes.iter().any(|n| n.starts_with("AF_XDP prepared by the runtime")), "{:?}", h.facts().notes);
+    }
+    if let Some(a) = addr {
+        // The runtime's own namespace holds the link, addressed.
+        let shown = String::from_utf8(Command::new("ip").args(["-n", name, "-o", "-4", "addr", "show", "dev", "fh0"]).output().unwrap().stdout).unwrap();
+        assert!(shown.contains(&format!("inet {a}")), "{shown}");
     }
     let f = h.facts().clone();
     assert_eq!(f.deployment, "container");

@@ -68,7 +68,7 @@ fn spec(tmp: &Tmp, name: &str, ns: &str, tap: &str, mac: [u8; 6]) -> WorkerSpec 
         cpus: vec![worker_cpu()],
         sched: SchedPolicy::Fifo(10),
         mlock: false,
-        link: WorkerLink { netns: Some(ns.into()), ifname: tap.into(), inner_name: "fh0".into(), mac },
+        link: WorkerLink { netns: Some(ns.into()), ifname: tap.into(), inner_name: "fh0".into(), mac, addr: None },
         memory_bytes: 256 << 20,
         log: tmp.0.join("console.log"),
         work_dir: tmp.0.clone(),

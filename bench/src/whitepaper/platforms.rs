@@ -404,6 +404,7 @@ impl Platform for Vm {
                 ifname: tap.rrh.name().to_string(),
                 inner_name: "eth0".into(),
                 mac: tap.worker_mac,
+                addr: None,
             },
             memory_bytes: self.memory_bytes,
             log: self.work_dir.join(format!("{name}.log")),

@@ -73,17 +73,25 @@ impl Deployment for ContainerDeployment {
             keep_bundle: self.keep_bundle,
             done: None,
             afxdp: None,
+            netns: None,
         };
         let mut bspec = BundleSpec::for_worker(spec);
         let mut keep_fds = Vec::new();
-        if wants_afxdp(&spec.args) {
-            let (ns, handoff) = prepare_afxdp(spec)?;
+        // The link goes into a namespace the runtime prepares itself where the
+        // worker needs more than a bare link: AF_XDP sockets made outside the
+        // container, or an address for the TCP benchmarks.
+        if wants_afxdp(&spec.args) || spec.link.addr.is_some() {
+            let ns = prepare_netns(spec)?;
             bspec.net_devices.clear();
             bspec.netns_path = Some(crate::net::netns_path(ns.name()));
+            h.netns = Some(ns);
+        }
+        if let (true, Some(ns)) = (wants_afxdp(&spec.args), &h.netns) {
+            let handoff = prepare_afxdp(spec, ns)?;
             bspec.env.push(format!("{}={}", pktio::afxdp::HANDOFF_ENV, handoff.encode()));
             keep_fds = handoff.child_fds();
             h.facts.notes.push(format!("AF_XDP prepared by the runtime ({:?}) and handed to the worker as descriptors {keep_fds:?}", handoff.mode()));
-            h.afxdp = Some((handoff, ns));
+            h.afxdp = Some(handoff);
         }
         build_bundle(&bundle_dir, &bspec).map_err(|e| DeployError::step("build worker bundle", e))?;
         let bundle = Bundle::load(&bundle_dir).map_err(|e| DeployError::step(format!("read bundle {}", bundle_dir.display()), e))?;
@@ -120,9 +128,9 @@ pub fn wants_afxdp(args: &[std::ffi::OsString]) -> bool {
     a.windows(2).any(|w| w[0] == "--transport" && w[1] == "afxdp") || a.iter().any(|x| x == "--transport=afxdp")
 }
 
-/// Creates the container's network namespace, moves the link in and prepares
-/// the AF_XDP sockets there.
-fn prepare_afxdp(spec: &WorkerSpec) -> Result<(crate::net::Netns, pktio::afxdp::XskHandoff), DeployError> {
+/// Creates the container's network namespace, moves the link in (renamed to
+/// `inner_name`), sets it up and gives it the spec's address, if any.
+fn prepare_netns(spec: &WorkerSpec) -> Result<crate::net::Netns, DeployError> {
     let ns = crate::net::Netns::create(&spec.name).map_err(|e| DeployError::step("create the container's network namespace", e))?;
     let mut args: Vec<String> = Vec::new();
     if let Some(src) = &spec.link.netns {
@@ -133,12 +141,20 @@ fn prepare_afxdp(spec: &WorkerSpec) -> Result<(crate::net::Netns, pktio::afxdp::
     crate::net::ip(&format!("move {} into {}", spec.link.ifname, ns.name()), &argv).map_err(|e| DeployError::step("move the fronthaul link", e))?;
     crate::net::ip("set the fronthaul link up", &["-n", ns.name(), "link", "set", &spec.link.inner_name, "up"])
         .map_err(|e| DeployError::step("set the fronthaul link up", e))?;
+    if let Some(a) = spec.link.addr {
+        crate::net::add_addr(Some(ns.name()), &spec.link.inner_name, a).map_err(|e| DeployError::step("address the worker's link", e))?;
+    }
+    Ok(ns)
+}
+
+/// Prepares the AF_XDP sockets on the link in the container's namespace `ns`.
+fn prepare_afxdp(spec: &WorkerSpec, ns: &crate::net::Netns) -> Result<pktio::afxdp::XskHandoff, DeployError> {
     let inner = spec.link.inner_name.clone();
     let path = crate::net::netns_path(ns.name()).to_string_lossy().into_owned();
     let handoff = pktio::in_netns(&path, move || pktio::afxdp::XskHandoff::prepare(&inner, &pktio::afxdp::XdpConfig::default()))
         .map_err(|e| DeployError::step(format!("prepare AF_XDP on {} for the container", spec.link.inner_name), e))?;
     handoff.set_inheritable(true).map_err(|e| DeployError::step("pass AF_XDP descriptors", e))?;
-    Ok((ns, handoff))
+    Ok(handoff)
 }
 
 /// A worker started by [`ContainerDeployment`].
@@ -149,8 +165,10 @@ pub struct ContainerHandle {
     bundle_dir: PathBuf,
     keep_bundle: bool,
     done: Option<WorkerExit>,
-    /// The AF_XDP hand-off (holds the XDP program) and the namespace it lives in.
-    afxdp: Option<(pktio::afxdp::XskHandoff, crate::net::Netns)>,
+    /// The AF_XDP hand-off (holds the XDP program); dropped before `netns`.
+    afxdp: Option<pktio::afxdp::XskHandoff>,
+    /// The namespace the runtime prepared for the link, if it did.
+    netns: Option<crate::net::Netns>,
 }
 
 impl ContainerHandle {
@@ -161,6 +179,7 @@ impl ContainerHandle {
         };
         // Program and sockets go before the namespace that holds the link.
         self.afxdp = None;
+        self.netns = None;
         if !self.keep_bundle && self.bundle_dir.exists() {
             let _ = std::fs::remove_dir_all(&self.bundle_dir);
         }

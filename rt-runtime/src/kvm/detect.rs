@@ -284,6 +284,7 @@ pub fn run_probe(qemu: &Path, image: &ImageOptions, timeout: Duration) -> ProbeO
         args: vec![],
         tsc_khz: None,
         probe: true,
+        addr: None,
     }
     .render(&img.kernel.features)
     .unwrap_or_default();

@@ -267,7 +267,7 @@ impl Deployment for KvmDeployment {
             Accel::Kvm => None,
         };
         let features = &image.kernel.features;
-        let append = qemu::GuestCmdline { worker_vcpus: worker_vcpus.clone(), housekeeping_vcpus: housekeeping_vcpus.clone(), sched: sched.clone(), ifname: iface.clone(), args, tsc_khz, probe: false }
+        let append = qemu::GuestCmdline { worker_vcpus: worker_vcpus.clone(), housekeeping_vcpus: housekeeping_vcpus.clone(), sched: sched.clone(), ifname: iface.clone(), args, tsc_khz, probe: false, addr: spec.link.addr }
             .render(features)
             .map_err(|e| DeployError::step("build guest kernel command line", e))?;
         if !features.no_hz_full {

@@ -160,6 +160,8 @@ pub struct GuestCmdline {
     pub tsc_khz: Option<u64>,
     /// `cranlab.mode=probe` instead of running a worker.
     pub probe: bool,
+    /// IPv4 address the guest puts on `ifname` (`cranlab.addr=`), if any.
+    pub addr: Option<crate::net::IfAddr>,
 }
 
 /// The guest's vCPU layout for a worker on host cores `cpus`: the worker's
@@ -215,7 +217,11 @@ impl GuestCmdline {
         }
         c.push(format!("cranlab.mode={}", if self.probe { "probe" } else { "worker" }));
         if !self.probe {
-            for (k, v) in [("cpus", cpu_list(&self.worker_vcpus)), ("sched", self.sched.clone()), ("ifname", self.ifname.clone())] {
+            let mut settings = vec![("cpus", cpu_list(&self.worker_vcpus)), ("sched", self.sched.clone()), ("ifname", self.ifname.clone())];
+            if let Some(a) = self.addr {
+                settings.push(("addr", a.to_string()));
+            }
+            for (k, v) in settings {
                 check_token(&v).map_err(|e| CmdlineError(format!("cranlab.{k}={v:?}: {e}")))?;
                 c.push(format!("cranlab.{k}={v}"));
             }
@@ -344,6 +350,7 @@ mod tests {
             args: vec!["--iface".into(), "fh0".into(), "--mlock".into()],
             tsc_khz: Some(2_596_130),
             probe: false,
+            addr: None,
         }
     }
 
@@ -359,6 +366,15 @@ mod tests {
         let none = KernelFeatures::default();
         let s = gc().render(&none).unwrap();
         assert!(s.contains("isolcpus=1") && !s.contains("nohz_full") && !s.contains("rcu_nocbs"));
+    }
+
+    #[test]
+    fn guest_cmdline_carries_the_interface_address_before_the_worker_arguments() {
+        let mut g = gc();
+        g.addr = Some("10.213.0.2/30".parse().unwrap());
+        let s = g.render(&KernelFeatures::default()).unwrap();
+        assert!(s.contains("cranlab.ifname=fh0 cranlab.addr=10.213.0.2/30 -- --iface"), "{s}");
+        assert!(!gc().render(&KernelFeatures::default()).unwrap().contains("cranlab.addr"));
     }
 
     #[test]
