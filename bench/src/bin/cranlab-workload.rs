@@ -3,7 +3,7 @@
 //! `RESULT {json}` line per finished workload.
 
 use std::io::Write;
-use std::net::TcpListener;
+use std::net::{SocketAddr, TcpListener};
 
 use anyhow::{bail, Context, Result};
 use bench::workload;
@@ -27,7 +27,16 @@ fn emit(r: &workload::WorkloadResult) -> Result<()> {
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let Some(cmd) = args.first() else { bail!("usage: cranlab-workload idle|prime|mbw|net-serve [options]") };
+    let Some(cmd) = args.first() else { bail!("usage: cranlab-workload idle|prime|mbw|net-serve|net-stream|net-rr [options]") };
+    // The server listens before it says READY, so a client started on READY
+    // finds the port open.
+    let listener = match cmd.as_str() {
+        "net-serve" => {
+            let port: u16 = arg(&args, "--port", 5201)?;
+            Some(TcpListener::bind(("0.0.0.0", port)).with_context(|| format!("bind tcp port {port}"))?)
+        }
+        _ => None,
+    };
     println!("READY {cmd}");
     std::io::stdout().flush()?;
     match cmd.as_str() {
@@ -45,11 +54,20 @@ fn main() -> Result<()> {
         }
         "prime" => emit(&workload::prime(arg(&args, "--limit", 10_000)?, arg(&args, "--seconds", 5.0)?)),
         "mbw" => emit(&workload::mbw(arg(&args, "--mib", 64)?, arg(&args, "--reps", 5)?)),
-        "net-serve" => {
-            let port: u16 = arg(&args, "--port", 5201)?;
-            let l = TcpListener::bind(("0.0.0.0", port)).with_context(|| format!("bind tcp port {port}"))?;
-            workload::net_serve(&l, arg(&args, "--connections", 2)?).context("serve network workload")
+        "net-serve" => match &listener {
+            Some(l) => workload::net_serve(l, arg(&args, "--connections", 2)?).context("serve network workload"),
+            None => bail!("net-serve: no listener"),
+        },
+        "net-stream" | "net-rr" => {
+            let to: String = arg(&args, "--to", String::new())?;
+            let addr: SocketAddr = to.parse().map_err(|_| anyhow::anyhow!("--to: {to:?} is not ADDRESS:PORT"))?;
+            let secs: f64 = arg(&args, "--seconds", 5.0)?;
+            if !(secs.is_finite() && secs > 0.0) {
+                bail!("--seconds: must be a positive number of seconds");
+            }
+            let r = if cmd == "net-stream" { workload::net_stream(addr, secs) } else { workload::net_rr(addr, secs) };
+            emit(&r.with_context(|| format!("{cmd} to {addr}"))?)
         }
-        other => bail!("unknown workload {other:?} (idle, prime, mbw, net-serve)"),
+        other => bail!("unknown workload {other:?} (idle, prime, mbw, net-serve, net-stream, net-rr)"),
     }
 }
