@@ -80,6 +80,9 @@ enum Cmd {
         /// MiB per array of the memory-bandwidth workload.
         #[arg(long, default_value_t = 64)]
         mbw_mib: usize,
+        /// Seconds of each network workload (TCP stream, request/response).
+        #[arg(long, default_value_t = 5.0)]
+        net_seconds: f64,
     },
     /// Remove what killed runs left (network namespaces, links, cgroups).
     Cleanup {
@@ -156,18 +159,22 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
             println!("report: {} ({} plots)", r.html.display(), r.svgs.len());
             Ok(ExitCode::SUCCESS)
         }
-        Cmd::Whitepaper { out, count, prime_seconds, mbw_mib } => {
+        Cmd::Whitepaper { out, count, prime_seconds, mbw_mib, net_seconds } => {
             if count == 0 {
                 anyhow::bail!("--count: must be at least 1");
             }
             if !(prime_seconds.is_finite() && prime_seconds > 0.0) {
                 anyhow::bail!("--prime-seconds: must be a positive number of seconds");
             }
+            if !(net_seconds.is_finite() && net_seconds > 0.0) {
+                anyhow::bail!("--net-seconds: must be a positive number of seconds");
+            }
             let opt = bench::whitepaper::Options {
                 count,
                 out,
                 prime_seconds,
                 mbw_mib: mbw_mib.max(1),
+                net_seconds,
                 ready_timeout: std::time::Duration::from_secs(180),
                 proc_root: "/proc".into(),
             };

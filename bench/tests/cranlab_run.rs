@@ -11,13 +11,8 @@ use std::time::{Duration, Instant};
 
 use bench::results::{Results, METRICS, SCHEMA};
 
-fn cranlab() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_cranlab"))
-}
-
-fn root() -> bool {
-    nix::unistd::geteuid().is_root()
-}
+mod common;
+use common::{cranlab, netns_of as owned_by, root};
 
 /// The worker binary next to cranlab (the test build's target dir).
 fn worker() -> Option<PathBuf> {
@@ -184,10 +179,6 @@ fn start_long_run(out: &Path) -> std::process::Child {
     }
     std::thread::sleep(Duration::from_millis(500));
     child
-}
-
-fn owned_by(pid: u32) -> Vec<String> {
-    rt_runtime::net::list_netns().unwrap().into_iter().filter(|n| rt_runtime::net::netns_owner(n) == Some(pid as i32)).collect()
 }
 
 /// Pids whose parent is `ppid`.

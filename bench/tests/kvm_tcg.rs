@@ -13,64 +13,16 @@ use std::process::{Command, Stdio};
 
 use bench::results::Results;
 
-fn cranlab() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_cranlab"))
-}
+mod common;
+use common::{cranlab, cranlab_links, netns_of, processes_mentioning, qemu_skip_reason};
 
 fn scenario() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios/tcg-light.toml")
 }
 
-/// Why this host cannot run the test, if it cannot.
-fn skip_reason() -> Option<String> {
-    if !nix::unistd::geteuid().is_root() {
-        return Some("needs root (network namespaces, a tap, QEMU with pinned vCPU threads)".into());
-    }
-    let on_path = std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).any(|d| d.join("qemu-system-x86_64").is_file()))
-        .unwrap_or(false);
-    if !on_path {
-        return Some("qemu-system-x86_64 is not installed (apt-get install qemu-system-x86)".into());
-    }
-    None
-}
-
-/// Network namespaces whose owner (recorded by cranlab) is `pid`.
-fn netns_of(pid: u32) -> Vec<String> {
-    rt_runtime::net::list_netns().unwrap().into_iter().filter(|n| rt_runtime::net::netns_owner(n) == Some(pid as i32)).collect()
-}
-
-/// Links named cranlab* in the root network namespace.
-fn cranlab_links() -> Vec<String> {
-    let o = Command::new("ip").args(["-o", "link", "show"]).output().unwrap();
-    String::from_utf8_lossy(&o.stdout)
-        .lines()
-        .filter_map(|l| l.split(':').nth(1).map(|n| n.trim().split('@').next().unwrap_or("").to_string()))
-        .filter(|n| n.starts_with("cranlab"))
-        .collect()
-}
-
-/// Processes whose command line mentions `needle` (the run's directory:
-/// a guest of this run has its serial console there).
-fn processes_mentioning(needle: &str) -> Vec<String> {
-    let mut v = Vec::new();
-    for e in std::fs::read_dir("/proc").unwrap().flatten() {
-        if e.file_name().to_string_lossy().parse::<u32>().is_err() {
-            continue;
-        }
-        if let Ok(c) = std::fs::read(e.path().join("cmdline")) {
-            let c = String::from_utf8_lossy(&c).replace('\0', " ");
-            if c.contains(needle) {
-                v.push(format!("{}: {c}", e.file_name().to_string_lossy()));
-            }
-        }
-    }
-    v
-}
-
 #[test]
 fn kvm_guest_under_tcg_answers_with_zero_bit_errors_and_leaves_nothing() {
-    if let Some(why) = skip_reason() {
+    if let Some(why) = qemu_skip_reason() {
         eprintln!("skipped: {why}");
         return;
     }

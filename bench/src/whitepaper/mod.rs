@@ -77,6 +77,10 @@ pub trait Platform {
     fn kind(&self) -> Kind;
     /// Starts instance `id` running `cranlab-workload ARGS` without waiting.
     fn start(&self, id: usize, args: &[&str]) -> Result<Box<dyn Instance>, WpError>;
+    /// Like [`Platform::start`], behind this platform's network path (a veth
+    /// pair for processes and containers, a tap and virtio-net for guests),
+    /// addressed; returns the instance and where a client reaches it.
+    fn start_networked(&self, id: usize, args: &[&str]) -> Result<(Box<dyn Instance>, platforms::NetPath), WpError>;
 }
 
 /// Options of a whitepaper run.
@@ -90,6 +94,8 @@ pub struct Options {
     pub prime_seconds: f64,
     /// MiB per array of the memory workload.
     pub mbw_mib: usize,
+    /// Seconds of each network workload (stream, request/response).
+    pub net_seconds: f64,
     /// How long to wait for one instance to be ready.
     pub ready_timeout: Duration,
     /// procfs root (`/proc`).
@@ -132,6 +138,12 @@ pub struct PlatformFigures {
     pub prime_events_per_s: Option<f64>,
     /// (5) memory bandwidth per mbw method, MiB/s.
     pub mbw_mib_per_s: Vec<(String, f64)>,
+    /// (5) TCP stream throughput into the instance, MiB/s.
+    pub net_stream_mib_per_s: Option<f64>,
+    /// (5) TCP request/response transactions per second (1 byte each way).
+    pub net_rr_per_s: Option<f64>,
+    /// (5) the network path measured.
+    pub net_path: Option<String>,
     /// Steps that failed or were skipped, with the reason.
     pub notes: Vec<String>,
 }
@@ -244,17 +256,48 @@ pub fn lifecycle(p: &dyn Platform, opt: &Options) -> PlatformFigures {
     f
 }
 
+/// Waits for the `RESULT {json}` line of a workload and parses it.
+pub(crate) fn result_of(inst: &mut dyn Instance, who: &str, timeout: Duration) -> Result<WorkloadResult, WpError> {
+    inst.wait_line("RESULT", timeout).and_then(|line| {
+        serde_json::from_str::<WorkloadResult>(line.trim_start_matches("RESULT").trim())
+            .map_err(|e| WpError::step(format!("parse workload result of {who}"), e))
+    })
+}
+
 fn run_to_result(p: &dyn Platform, id: usize, args: &[&str], timeout: Duration) -> Result<WorkloadResult, WpError> {
     let mut inst = p.start(id, args)?;
-    let r = inst.wait_line("RESULT", timeout).and_then(|line| {
-        serde_json::from_str::<WorkloadResult>(line.trim_start_matches("RESULT").trim())
-            .map_err(|e| WpError::step(format!("parse workload result of {}", p.name()), e))
-    });
+    let r = result_of(inst.as_mut(), &p.name(), timeout);
     inst.stop();
     r
 }
 
-/// Runs row (5) on one platform: CPU and memory bandwidth inside it.
+/// Port the network workload listens on.
+const NET_PORT: u16 = 5201;
+
+/// Runs the network half of row (5): a `net-serve` instance on the platform,
+/// a stream client and then a request/response client from the far end of
+/// its network path.
+fn network(p: &dyn Platform, opt: &Options, f: &mut PlatformFigures) -> Result<(), WpError> {
+    let port = NET_PORT.to_string();
+    let (mut server, path) = p.start_networked(2002, &["net-serve", "--port", &port, "--connections", "2"])?;
+    f.net_path = Some(path.what.clone());
+    let to = format!("{}:{NET_PORT}", path.server);
+    let secs = format!("{}", opt.net_seconds);
+    let timeout = Duration::from_secs_f64(opt.net_seconds * 4.0 + 30.0);
+    let r = server.wait_line("READY", opt.ready_timeout).and_then(|_| {
+        let stream = path.run_client(&["net-stream", "--to", &to, "--seconds", &secs], timeout)?;
+        let rr = path.run_client(&["net-rr", "--to", &to, "--seconds", &secs], timeout)?;
+        Ok((stream, rr))
+    });
+    server.stop();
+    drop(path);
+    let (stream, rr) = r?;
+    f.net_stream_mib_per_s = stream.mib_per_s.first().map(|x| x.1);
+    f.net_rr_per_s = rr.events_per_s;
+    Ok(())
+}
+
+/// Runs row (5) on one platform: CPU, memory bandwidth and network inside it.
 pub fn performance(p: &dyn Platform, opt: &Options, f: &mut PlatformFigures) {
     let secs = format!("{}", opt.prime_seconds);
     let timeout = opt.ready_timeout + Duration::from_secs_f64(opt.prime_seconds * 4.0 + 30.0);
@@ -266,6 +309,9 @@ pub fn performance(p: &dyn Platform, opt: &Options, f: &mut PlatformFigures) {
     match run_to_result(p, 2001, &["mbw", "--mib", &mib, "--reps", "5"], timeout) {
         Ok(r) => f.mbw_mib_per_s = r.mib_per_s,
         Err(e) => f.notes.push(format!("memory: {e}")),
+    }
+    if let Err(e) = network(p, opt, f) {
+        f.notes.push(format!("network: {e}"));
     }
 }
 
@@ -324,17 +370,16 @@ pub fn table(container: &PlatformFigures, vm: &PlatformFigures, bare: &PlatformF
         ratio(vm.prime_events_per_s, bare.prime_events_per_s)
     );
     let get = |f: &PlatformFigures, k: &str| f.mbw_mib_per_s.iter().find(|(n, _)| n == k).map(|x| x.1);
-    for k in ["memcpy", "dumb", "mcblock"] {
-        let (b, c, v) = (get(bare, k), get(container, k), get(vm, k));
-        let _ = writeln!(
-            s,
-            "| memory {k} (MiB/s) | {} | {} | {} | {} | {} |",
-            fmt_opt(b, ""),
-            fmt_opt(c, ""),
-            fmt_opt(v, ""),
-            ratio(c, b),
-            ratio(v, b)
-        );
+    let mut perf: Vec<(String, [Option<f64>; 3])> =
+        ["memcpy", "dumb", "mcblock"].iter().map(|k| (format!("memory {k} (MiB/s)"), [get(bare, k), get(container, k), get(vm, k)])).collect();
+    perf.push(("network TCP stream (MiB/s)".into(), [bare, container, vm].map(|f| f.net_stream_mib_per_s)));
+    perf.push(("network TCP request/response (trans/s)".into(), [bare, container, vm].map(|f| f.net_rr_per_s)));
+    for (name, [b, c, v]) in perf {
+        let _ = writeln!(s, "| {name} | {} | {} | {} | {} | {} |", fmt_opt(b, ""), fmt_opt(c, ""), fmt_opt(v, ""), ratio(c, b), ratio(v, b));
+    }
+    let paths: Vec<String> = [bare, container, vm].iter().filter_map(|f| f.net_path.as_ref().map(|p| format!("{}: {p}", f.name))).collect();
+    if !paths.is_empty() {
+        let _ = writeln!(s, "\nNetwork paths: {}.", paths.join("; "));
     }
     if !others.is_empty() {
         let _ = writeln!(s, "\nOther runtimes, same bundle:\n");
@@ -377,8 +422,18 @@ mod tests {
             notes: vec!["emulation".into()],
             ..Default::default()
         };
-        let b = PlatformFigures { name: "bare".into(), prime_events_per_s: Some(100.0), ..Default::default() };
+        let b = PlatformFigures {
+            name: "bare".into(),
+            prime_events_per_s: Some(100.0),
+            net_rr_per_s: Some(20000.0),
+            net_path: Some("veth".into()),
+            ..Default::default()
+        };
+        let c = PlatformFigures { net_rr_per_s: Some(10000.0), ..c };
         let t = table(&c, &v, &b, &[]);
+        assert!(t.contains("| network TCP request/response (trans/s) | 20000 | 10000 | – | 0.5× | – |"), "{t}");
+        assert!(t.contains("| network TCP stream (MiB/s) | – | – | – | – | – |"), "{t}");
+        assert!(t.contains("Network paths: bare: veth."), "{t}");
         assert!(t.contains("| 1 async launch | time to all ready | 0.500 s | 2.000 s | 4.0× |"), "{t}");
         assert!(t.contains("60.0×"), "{t}");
         assert!(t.contains("| CPU prime (runs/s) | 100 | – | – | – | – |"), "{t}");

@@ -173,6 +173,30 @@ pub struct Bare {
     pub workload: PathBuf,
 }
 
+impl Bare {
+    fn process(&self, what: String, netns: Option<String>, args: &[&str]) -> Result<ProcessInstance, WpError> {
+        let bin = self.workload.clone();
+        let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        ProcessInstance::start(
+            what,
+            Box::new(move || match &netns {
+                // `ip netns exec` enters the namespace and execs: same pid.
+                Some(ns) => {
+                    let mut c = Command::new("ip");
+                    c.args(["netns", "exec", ns]).arg(&bin).args(&args);
+                    c
+                }
+                None => {
+                    let mut c = Command::new(&bin);
+                    c.args(&args);
+                    c
+                }
+            }),
+            Box::new(|| {}),
+        )
+    }
+}
+
 impl Platform for Bare {
     fn name(&self) -> String {
         "bare".into()
@@ -181,17 +205,76 @@ impl Platform for Bare {
         Kind::Bare
     }
     fn start(&self, id: usize, args: &[&str]) -> Result<Box<dyn Instance>, WpError> {
-        let bin = self.workload.clone();
-        let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-        Ok(Box::new(ProcessInstance::start(
-            format!("bare workload {id}"),
-            Box::new(move || {
-                let mut c = Command::new(&bin);
-                c.args(&args);
-                c
-            }),
-            Box::new(|| {}),
-        )?))
+        Ok(Box::new(self.process(format!("bare workload {id}"), None, args)?))
+    }
+    fn start_networked(&self, id: usize, args: &[&str]) -> Result<(Box<dyn Instance>, NetPath), WpError> {
+        let (path, server_ns) = NetPath::veth(&self.workload)?;
+        let inst = self.process(format!("bare workload {id} in {server_ns}"), Some(server_ns), args)?;
+        Ok((Box::new(inst), path))
+    }
+}
+
+/// The client's side of a network path to a workload server: a namespace
+/// on the far end of the server's veth pair or tap, and the server's address.
+/// Dropping it removes the namespaces and links it made.
+pub struct NetPath {
+    /// Namespace the client runs in.
+    pub client_netns: String,
+    /// The server's address.
+    pub server: std::net::Ipv4Addr,
+    /// What the path is, for the table's notes.
+    pub what: String,
+    workload: PathBuf,
+    // Field order is drop order: links before namespaces.
+    _link: Option<rt_runtime::net::FronthaulLink>,
+    _netns: Vec<rt_runtime::net::Netns>,
+}
+
+/// Client and server ends of every whitepaper network path (a /30 of their own
+/// namespaces, so it cannot meet the host's addresses).
+pub const CLIENT_ADDR: &str = "10.213.0.1/30";
+/// The server's end.
+pub const SERVER_ADDR: &str = "10.213.0.2/30";
+
+fn addr(s: &str) -> rt_runtime::net::IfAddr {
+    s.parse().unwrap_or(rt_runtime::net::IfAddr { ip: std::net::Ipv4Addr::UNSPECIFIED, prefix: 32 })
+}
+
+impl NetPath {
+    /// Two namespaces joined by a veth pair, addressed; returns the path and
+    /// the server's namespace (for a bare process or a container to join).
+    pub fn veth(workload: &Path) -> Result<(NetPath, String), WpError> {
+        use rt_runtime::net;
+        let step = |what: &str| {
+            let what = what.to_string();
+            move |e: net::NetError| WpError::step(format!("network path: {what}"), e)
+        };
+        let client = net::Netns::create(&net::owned_netns_name("wpc")).map_err(step("create the client's namespace"))?;
+        let server = net::Netns::create(&net::owned_netns_name("wps")).map_err(step("create the server's namespace"))?;
+        let link = net::veth_pair(&net::short_tag(), client.name(), server.name(), 1500).map_err(step("create the veth pair"))?;
+        net::add_addr(Some(client.name()), link.rrh.name(), addr(CLIENT_ADDR)).map_err(step("address the client's end"))?;
+        let w = link.worker.as_ref().map(|l| l.name().to_string()).unwrap_or_default();
+        net::add_addr(Some(server.name()), &w, addr(SERVER_ADDR)).map_err(step("address the server's end"))?;
+        let server_ns = server.name().to_string();
+        let path = NetPath {
+            client_netns: client.name().to_string(),
+            server: addr(SERVER_ADDR).ip,
+            what: "veth pair between two network namespaces".into(),
+            workload: workload.to_path_buf(),
+            _link: Some(link),
+            _netns: vec![client, server],
+        };
+        Ok((path, server_ns))
+    }
+
+    /// Runs `cranlab-workload ARGS` in the client's namespace until its
+    /// `RESULT` line.
+    pub fn run_client(&self, args: &[&str], timeout: Duration) -> Result<crate::workload::WorkloadResult, WpError> {
+        let client = Bare { workload: self.workload.clone() };
+        let mut inst = client.process(format!("network client in {}", self.client_netns), Some(self.client_netns.clone()), args)?;
+        let r = super::result_of(&mut inst, "network client", timeout);
+        inst.stop();
+        r
     }
 }
 
@@ -209,8 +292,12 @@ pub struct ContainerRuntime {
 }
 
 impl ContainerRuntime {
-    fn bundle_for(&self, args: &[&str]) -> Result<PathBuf, WpError> {
-        let dir = self.bundles.join(args.join("-").replace(['/', ' '], "_"));
+    fn bundle_for(&self, args: &[&str], netns: Option<&str>) -> Result<PathBuf, WpError> {
+        let mut key = args.join("-").replace(['/', ' '], "_");
+        if let Some(ns) = netns {
+            key = format!("{key}-in-{ns}");
+        }
+        let dir = self.bundles.join(key);
         if dir.join("config.json").exists() {
             return Ok(dir);
         }
@@ -220,6 +307,7 @@ impl ContainerRuntime {
         spec.sched = rt_runtime::deploy::SchedPolicy::Other;
         spec.memory_bytes = Some(512 << 20);
         spec.hostname = "cranlab-wp".into();
+        spec.netns_path = netns.map(rt_runtime::net::netns_path);
         rt_runtime::container::bundle::build_bundle(&dir, &spec).map_err(|e| WpError::step(format!("build bundle {}", dir.display()), e))?;
         Ok(dir)
     }
@@ -233,7 +321,19 @@ impl Platform for ContainerRuntime {
         Kind::Container
     }
     fn start(&self, id: usize, args: &[&str]) -> Result<Box<dyn Instance>, WpError> {
-        let bundle = self.bundle_for(args)?;
+        Ok(Box::new(self.start_in(id, args, None)?))
+    }
+    fn start_networked(&self, id: usize, args: &[&str]) -> Result<(Box<dyn Instance>, NetPath), WpError> {
+        let (mut path, server_ns) = NetPath::veth(&self.workload)?;
+        let inst = self.start_in(id, args, Some(&server_ns))?;
+        path.what = format!("veth pair, server in a {} container joined to the far namespace", self.name);
+        Ok((Box::new(inst), path))
+    }
+}
+
+impl ContainerRuntime {
+    fn start_in(&self, id: usize, args: &[&str], netns: Option<&str>) -> Result<ProcessInstance, WpError> {
+        let bundle = self.bundle_for(args, netns)?;
         let cid = format!("cranlab-wp-{}-{id}", self.name);
         let (bin, bin2) = (self.binary.clone(), self.binary.clone());
         let (c1, c2) = (cid.clone(), cid.clone());
@@ -259,7 +359,7 @@ impl Platform for ContainerRuntime {
                 let _ = c.stdout(Stdio::null()).stderr(Stdio::null()).status();
             }),
         )?;
-        Ok(Box::new(inst))
+        Ok(inst)
     }
 }
 
@@ -387,6 +487,27 @@ impl Platform for Vm {
         Kind::Vm
     }
     fn start(&self, id: usize, args: &[&str]) -> Result<Box<dyn Instance>, WpError> {
+        Ok(Box::new(self.start_with(id, args, None)?))
+    }
+    fn start_networked(&self, id: usize, args: &[&str]) -> Result<(Box<dyn Instance>, NetPath), WpError> {
+        let inst = self.start_with(id, args, Some(addr(SERVER_ADDR)))?;
+        let tap = inst._tap.rrh.name().to_string();
+        rt_runtime::net::add_addr(Some(self.netns.name()), &tap, addr(CLIENT_ADDR))
+            .map_err(|e| WpError::step(format!("network path: address tap {tap}"), e))?;
+        let path = NetPath {
+            client_netns: self.netns.name().to_string(),
+            server: addr(SERVER_ADDR).ip,
+            what: format!("tap {tap} to the guest's virtio-net"),
+            workload: self.workload.clone(),
+            _link: None,
+            _netns: Vec::new(),
+        };
+        Ok((Box::new(inst), path))
+    }
+}
+
+impl Vm {
+    fn start_with(&self, id: usize, args: &[&str], guest_addr: Option<rt_runtime::net::IfAddr>) -> Result<VmInstance, WpError> {
         std::fs::create_dir_all(&self.work_dir).map_err(|e| WpError::step(format!("create {}", self.work_dir.display()), e))?;
         let tag = format!("wp{id}");
         let tap = rt_runtime::net::tap(&tag, self.netns.name(), 1500).map_err(|e| WpError::step(format!("create tap for guest {id}"), e))?;
@@ -404,7 +525,7 @@ impl Platform for Vm {
                 ifname: tap.rrh.name().to_string(),
                 inner_name: "eth0".into(),
                 mac: tap.worker_mac,
-                addr: None,
+                addr: guest_addr,
             },
             memory_bytes: self.memory_bytes,
             log: self.work_dir.join(format!("{name}.log")),
@@ -413,6 +534,6 @@ impl Platform for Vm {
         };
         let mut inst = VmInstance { spec, deployment: self.deployment.clone(), pending: None, handle: None, _tap: tap, seen: 0 };
         inst.launch();
-        Ok(Box::new(inst))
+        Ok(inst)
     }
 }
