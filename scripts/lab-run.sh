@@ -60,7 +60,7 @@ run_args=()
 wp_args=()
 if [ "$quick" -eq 1 ]; then
     run_args=(--duration 6 --rounds 1)
-    wp_args=(--count 3 --prime-seconds 1 --mbw-mib 16)
+    wp_args=(--count 3 --prime-seconds 1 --mbw-mib 16 --net-seconds 1)
 fi
 hc_cpus=1
 
