@@ -177,8 +177,21 @@ fn real_main(cli: Cli) -> Result<ExitCode> {
                 net_seconds,
                 ready_timeout: std::time::Duration::from_secs(180),
                 proc_root: "/proc".into(),
+                stop: bench::whitepaper::Stop::default(),
             };
-            let r = bench::whitepaper::run_on_host(&opt, &|s| eprintln!("cranlab whitepaper: {s}"))?;
+            for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+                // A second signal exits at once (the next run's sweep cleans up).
+                signal_hook::flag::register_conditional_shutdown(sig, 130, opt.stop.0.clone()).context("install signal handler")?;
+                signal_hook::flag::register(sig, opt.stop.0.clone()).context("install signal handler")?;
+            }
+            let r = match bench::whitepaper::run_on_host(&opt, &|s| eprintln!("cranlab whitepaper: {s}")) {
+                Ok(r) => r,
+                Err(bench::whitepaper::WpError::Interrupted) => {
+                    eprintln!("cranlab: interrupted: stopped the benchmarks and removed what they created");
+                    return Ok(ExitCode::from(130));
+                }
+                Err(e) => return Err(e.into()),
+            };
             println!("{}", r.table);
             println!("whitepaper: {}", opt.out.join("whitepaper.md").display());
             Ok(ExitCode::SUCCESS)

@@ -4,7 +4,7 @@
 //! without hardware KVM); row (5) has CPU, memory and network figures for
 //! bare metal, the container and the guest, the network ones over a veth pair
 //! and a tap; crun and runc get their rows where installed; and the run
-//! leaves no namespace, link or process behind.
+//! leaves no namespace, link or process behind, also when interrupted.
 //!
 //! Root only. No timing thresholds: what is asserted is that each figure was
 //! measured (present and positive), labelled and cleaned up.
@@ -115,4 +115,75 @@ fn bad_whitepaper_flags_are_named_and_nothing_is_created() {
         assert!(err.contains(flag), "{flag} {value}: the error does not name the flag: {err}");
         assert!(!out.exists(), "{flag} {value}: the output directory was created");
     }
+}
+
+#[test]
+fn sigint_stops_the_whitepaper_and_leaves_nothing() {
+    use std::io::{BufRead, BufReader};
+    if !root() {
+        eprintln!("skipped: needs root (containers, network namespaces, QEMU taps)");
+        return;
+    }
+    let out = std::env::temp_dir().join(format!("cranlab-test-whitepaper-int-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&out);
+    let links_before = cranlab_links();
+    let mut child = Command::new(cranlab())
+        .args(["whitepaper", "--count", "15", "--prime-seconds", "0.3", "--mbw-mib", "4", "--net-seconds", "0.5", "--out"])
+        .arg(&out)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    // Interrupt while instances are starting: the guests' asynchronous launch
+    // where QEMU is installed, the containers' otherwise.
+    let wanted = if qemu_skip_reason().is_none() { "qemu-" } else { "rt-runtime: launch" };
+    let (tx, rx) = std::sync::mpsc::channel();
+    let err = child.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(err).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let mut seen = Vec::new();
+    loop {
+        let line = rx.recv().unwrap_or_else(|_| panic!("cranlab ended before {wanted:?}: {seen:?}"));
+        let hit = line.contains(wanted) && line.contains("launch, reboot, snapshot");
+        seen.push(line);
+        if hit {
+            break;
+        }
+    }
+    if qemu_skip_reason().is_none() {
+        // Until a guest of this run is up, so the interrupt meets running QEMUs.
+        let t = std::time::Instant::now();
+        while !processes_mentioning(&out.to_string_lossy()).iter().any(|p| p.contains("qemu-system")) && t.elapsed() < std::time::Duration::from_secs(120) {
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    } else {
+        std::thread::sleep(std::time::Duration::from_secs(1));
+    }
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::Signal::SIGINT).unwrap();
+    // A guard against a hang, not a timing assertion.
+    let t = std::time::Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if t.elapsed() > std::time::Duration::from_secs(300) {
+            let _ = child.kill();
+            panic!("cranlab whitepaper did not stop within 300 s of SIGINT");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    seen.extend(rx.try_iter());
+    assert_eq!(status.code(), Some(130), "{seen:?}");
+    assert!(seen.iter().any(|l| l.contains("interrupted")), "{seen:?}");
+    assert!(!out.join("whitepaper.json").exists(), "an interrupted run must not write results");
+    assert!(netns_of(pid).is_empty(), "left behind: {:?}", netns_of(pid));
+    let new_links: Vec<String> = cranlab_links().into_iter().filter(|l| !links_before.contains(l)).collect();
+    assert!(new_links.is_empty(), "links left behind: {new_links:?}");
+    let procs = processes_mentioning(&out.to_string_lossy());
+    assert!(procs.is_empty(), "processes of this run left behind: {procs:?}");
+    let _ = std::fs::remove_dir_all(out);
 }

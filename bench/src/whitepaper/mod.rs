@@ -22,6 +22,9 @@ use sample::{tree_pss_bytes, Sampler, Usage};
 /// Errors from the whitepaper benchmarks.
 #[derive(Debug, thiserror::Error)]
 pub enum WpError {
+    /// SIGINT / SIGTERM arrived; what was started has been stopped.
+    #[error("interrupted: stopped and cleaned up")]
+    Interrupted,
     /// A step failed; `step` names it.
     #[error("{step}: {reason}")]
     Step {
@@ -36,6 +39,17 @@ impl WpError {
     /// A failed step.
     pub fn step(step: impl Into<String>, reason: impl std::fmt::Display) -> WpError {
         WpError::Step { step: step.into(), reason: reason.to_string() }
+    }
+}
+
+/// The stop flag signal handlers set: every wait checks it.
+#[derive(Debug, Clone, Default)]
+pub struct Stop(pub std::sync::Arc<std::sync::atomic::AtomicBool>);
+
+impl Stop {
+    /// Whether a stop was asked for.
+    pub fn requested(&self) -> bool {
+        self.0.load(std::sync::atomic::Ordering::Relaxed)
     }
 }
 
@@ -100,6 +114,8 @@ pub struct Options {
     pub ready_timeout: Duration,
     /// procfs root (`/proc`).
     pub proc_root: PathBuf,
+    /// Set by SIGINT / SIGTERM: the run stops at the next wait.
+    pub stop: Stop,
 }
 
 /// Figures of one platform.
@@ -205,6 +221,9 @@ pub fn lifecycle(p: &dyn Platform, opt: &Options) -> PlatformFigures {
         }
         Err(e) => f.notes.push(format!("asynchronous launch: {e}")),
     }
+    if opt.stop.requested() {
+        return f;
+    }
     // (2) serial launch, (3) serial reboot
     let s = Sampler::start(&opt.proc_root, Duration::from_millis(20));
     let mut insts = Vec::new();
@@ -305,10 +324,16 @@ pub fn performance(p: &dyn Platform, opt: &Options, f: &mut PlatformFigures) {
         Ok(r) => f.prime_events_per_s = r.events_per_s,
         Err(e) => f.notes.push(format!("cpu: {e}")),
     }
+    if opt.stop.requested() {
+        return;
+    }
     let mib = format!("{}", opt.mbw_mib);
     match run_to_result(p, 2001, &["mbw", "--mib", &mib, "--reps", "5"], timeout) {
         Ok(r) => f.mbw_mib_per_s = r.mib_per_s,
         Err(e) => f.notes.push(format!("memory: {e}")),
+    }
+    if opt.stop.requested() {
+        return;
     }
     if let Err(e) = network(p, opt, f) {
         f.notes.push(format!("network: {e}"));
@@ -469,20 +494,26 @@ pub fn run_all(
     vm: Result<&dyn Platform, String>,
     others: &[&dyn Platform],
     progress: &dyn Fn(&str),
-) -> WhitepaperResults {
-    progress("bare metal: cpu and memory");
+) -> Result<WhitepaperResults, WpError> {
+    let interrupted = || if opt.stop.requested() { Err(WpError::Interrupted) } else { Ok(()) };
+    progress("bare metal: cpu, memory and network");
     let mut b = PlatformFigures { name: bare.name(), kind: Some(bare.kind()), ..Default::default() };
     performance(bare, opt, &mut b);
+    interrupted()?;
     progress(&format!("{}: launch, reboot, snapshot of {}", container.name(), opt.count));
     let mut c = lifecycle(container, opt);
-    progress(&format!("{}: cpu and memory", container.name()));
+    interrupted()?;
+    progress(&format!("{}: cpu, memory and network", container.name()));
     performance(container, opt, &mut c);
+    interrupted()?;
     let v = match vm {
         Ok(vm) => {
             progress(&format!("{}: launch, reboot, snapshot of {}", vm.name(), opt.count));
             let mut v = lifecycle(vm, opt);
-            progress(&format!("{}: cpu and memory", vm.name()));
+            interrupted()?;
+            progress(&format!("{}: cpu, memory and network", vm.name()));
             performance(vm, opt, &mut v);
+            interrupted()?;
             v
         }
         Err(reason) => PlatformFigures { name: "vm".into(), kind: Some(Kind::Vm), notes: vec![format!("skipped: {reason}")], ..Default::default() },
@@ -491,9 +522,10 @@ pub fn run_all(
     for p in others {
         progress(&format!("{}: launch and reboot of {}", p.name(), opt.count));
         o.push(lifecycle(*p, opt));
+        interrupted()?;
     }
     let table = table(&c, &v, &b, &o);
-    WhitepaperResults { schema: "cranlab.whitepaper/1".into(), count: opt.count, container: c, vm: v, bare: b, others: o, table }
+    Ok(WhitepaperResults { schema: "cranlab.whitepaper/1".into(), count: opt.count, container: c, vm: v, bare: b, others: o, table })
 }
 
 /// Runs the whole table on this host: bare processes, rt-runtime containers,
@@ -515,14 +547,15 @@ pub fn run_on_host(opt: &Options, progress: &dyn Fn(&str)) -> Result<WhitepaperR
     let workload = find("cranlab-workload", "cargo build --release -p bench")?;
     let rt = find("rt-runtime", "cargo build --release -p rt-runtime")?;
     let bundles = opt.out.join("bundles");
-    let bare = Bare { workload: workload.clone() };
-    let container = ContainerRuntime { name: "rt-runtime".into(), binary: rt, workload: workload.clone(), bundles: bundles.clone() };
+    let stop = opt.stop.clone();
+    let bare = Bare { workload: workload.clone(), stop: stop.clone() };
+    let container = ContainerRuntime { name: "rt-runtime".into(), binary: rt, workload: workload.clone(), bundles: bundles.clone(), stop: stop.clone() };
     let mut others: Vec<ContainerRuntime> = Vec::new();
     for name in ["crun", "runc"] {
         for dir in ["/usr/bin", "/usr/sbin", "/usr/local/bin", "/usr/local/sbin"] {
             let p = Path::new(dir).join(name);
             if p.is_file() {
-                others.push(ContainerRuntime { name: name.into(), binary: p, workload: workload.clone(), bundles: bundles.clone() });
+                others.push(ContainerRuntime { name: name.into(), binary: p, workload: workload.clone(), bundles: bundles.clone(), stop: stop.clone() });
                 break;
             }
         }
@@ -541,12 +574,15 @@ pub fn run_on_host(opt: &Options, progress: &dyn Fn(&str)) -> Result<WhitepaperR
                 // initramfs, which lives in guest RAM.
                 memory_bytes: ((4 * opt.mbw_mib as u64) << 20).max(256 << 20) + (128 << 20),
                 label,
+                stop: stop.clone(),
             })
         }
         Err(e) => Err(e.to_string()),
     };
     let other_refs: Vec<&dyn Platform> = others.iter().map(|p| p as &dyn Platform).collect();
     let r = run_all(opt, &bare, &container, vm.as_ref().map(|v| v as &dyn Platform).map_err(|e| e.clone()), &other_refs, progress);
+    let _ = std::fs::remove_dir_all(&bundles);
+    let r = r?;
     let json = serde_json::to_string_pretty(&r).map_err(|e| WpError::step("serialise whitepaper results", e))?;
     let write = |name: &str, text: &str| {
         let p = opt.out.join(name);
@@ -554,6 +590,5 @@ pub fn run_on_host(opt: &Options, progress: &dyn Fn(&str)) -> Result<WhitepaperR
     };
     write("whitepaper.json", &json)?;
     write("whitepaper.md", &format!("# Container vs VM, the 2016 whitepaper's table on this host\n\n{} instances per launch test.\n\n{}", r.count, r.table))?;
-    let _ = std::fs::remove_dir_all(&bundles);
     Ok(r)
 }

@@ -8,11 +8,12 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc::{channel, Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
-use super::{Instance, Kind, Platform, WpError};
+use super::{Instance, Kind, Platform, Stop, WpError};
 
 /// A child process whose stdout lines are read on a thread.
 pub struct ProcessInstance {
     what: String,
+    stop: Stop,
     stderr_log: Option<PathBuf>,
     bundle: Option<PathBuf>,
     make: Box<dyn Fn() -> Command + Send>,
@@ -24,14 +25,15 @@ pub struct ProcessInstance {
 impl ProcessInstance {
     /// Starts `make()`; `cleanup` runs after the process has ended (e.g.
     /// `crun delete -f ID`).
-    pub fn start(what: String, make: Box<dyn Fn() -> Command + Send>, cleanup: Box<dyn Fn() + Send>) -> Result<ProcessInstance, WpError> {
-        Self::start_with(what, None, None, make, cleanup)
+    pub fn start(what: String, stop: Stop, make: Box<dyn Fn() -> Command + Send>, cleanup: Box<dyn Fn() + Send>) -> Result<ProcessInstance, WpError> {
+        Self::start_with(what, stop, None, None, make, cleanup)
     }
 
     /// Like [`ProcessInstance::start`], with stderr kept in `stderr_log` (its
     /// last line explains an early exit) and `bundle` as the snapshot source.
     pub fn start_with(
         what: String,
+        stop: Stop,
         stderr_log: Option<PathBuf>,
         bundle: Option<PathBuf>,
         make: Box<dyn Fn() -> Command + Send>,
@@ -39,6 +41,7 @@ impl ProcessInstance {
     ) -> Result<ProcessInstance, WpError> {
         let mut p = ProcessInstance {
             what,
+            stop,
             stderr_log,
             bundle,
             make,
@@ -99,13 +102,17 @@ impl Instance for ProcessInstance {
         let rx = self.lines.as_ref().ok_or_else(|| WpError::step(format!("wait for {prefix} from {}", self.what), "not running"))?;
         let deadline = Instant::now() + timeout;
         loop {
+            if self.stop.requested() {
+                return Err(WpError::Interrupted);
+            }
             let left = deadline.saturating_duration_since(Instant::now());
-            match rx.recv_timeout(left) {
+            match rx.recv_timeout(left.min(Duration::from_millis(100))) {
                 Ok(line) if line.starts_with(prefix) => return Ok(line),
                 Ok(_) => continue,
-                Err(RecvTimeoutError::Timeout) => {
+                Err(RecvTimeoutError::Timeout) if left.is_zero() => {
                     return Err(WpError::step(format!("wait for {prefix} from {}", self.what), format!("nothing after {timeout:?}")))
                 }
+                Err(RecvTimeoutError::Timeout) => continue,
                 Err(RecvTimeoutError::Disconnected) => {
                     let why = self
                         .stderr_log
@@ -171,6 +178,8 @@ fn copy_tree(from: &Path, to: &Path) -> std::io::Result<u64> {
 pub struct Bare {
     /// Path of `cranlab-workload`.
     pub workload: PathBuf,
+    /// Set when the run is interrupted.
+    pub stop: Stop,
 }
 
 impl Bare {
@@ -179,6 +188,7 @@ impl Bare {
         let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
         ProcessInstance::start(
             what,
+            self.stop.clone(),
             Box::new(move || match &netns {
                 // `ip netns exec` enters the namespace and execs: same pid.
                 Some(ns) => {
@@ -208,7 +218,7 @@ impl Platform for Bare {
         Ok(Box::new(self.process(format!("bare workload {id}"), None, args)?))
     }
     fn start_networked(&self, id: usize, args: &[&str]) -> Result<(Box<dyn Instance>, NetPath), WpError> {
-        let (path, server_ns) = NetPath::veth(&self.workload)?;
+        let (path, server_ns) = NetPath::veth(&self.workload, &self.stop)?;
         let inst = self.process(format!("bare workload {id} in {server_ns}"), Some(server_ns), args)?;
         Ok((Box::new(inst), path))
     }
@@ -225,6 +235,7 @@ pub struct NetPath {
     /// What the path is, for the table's notes.
     pub what: String,
     workload: PathBuf,
+    stop: Stop,
     // Field order is drop order: links before namespaces.
     _link: Option<rt_runtime::net::FronthaulLink>,
     _netns: Vec<rt_runtime::net::Netns>,
@@ -243,7 +254,7 @@ fn addr(s: &str) -> rt_runtime::net::IfAddr {
 impl NetPath {
     /// Two namespaces joined by a veth pair, addressed; returns the path and
     /// the server's namespace (for a bare process or a container to join).
-    pub fn veth(workload: &Path) -> Result<(NetPath, String), WpError> {
+    pub fn veth(workload: &Path, stop: &Stop) -> Result<(NetPath, String), WpError> {
         use rt_runtime::net;
         let step = |what: &str| {
             let what = what.to_string();
@@ -261,6 +272,7 @@ impl NetPath {
             server: addr(SERVER_ADDR).ip,
             what: "veth pair between two network namespaces".into(),
             workload: workload.to_path_buf(),
+            stop: stop.clone(),
             _link: Some(link),
             _netns: vec![client, server],
         };
@@ -270,7 +282,7 @@ impl NetPath {
     /// Runs `cranlab-workload ARGS` in the client's namespace until its
     /// `RESULT` line.
     pub fn run_client(&self, args: &[&str], timeout: Duration) -> Result<crate::workload::WorkloadResult, WpError> {
-        let client = Bare { workload: self.workload.clone() };
+        let client = Bare { workload: self.workload.clone(), stop: self.stop.clone() };
         let mut inst = client.process(format!("network client in {}", self.client_netns), Some(self.client_netns.clone()), args)?;
         let r = super::result_of(&mut inst, "network client", timeout);
         inst.stop();
@@ -289,6 +301,8 @@ pub struct ContainerRuntime {
     pub workload: PathBuf,
     /// Where bundles are built.
     pub bundles: PathBuf,
+    /// Set when the run is interrupted.
+    pub stop: Stop,
 }
 
 impl ContainerRuntime {
@@ -324,7 +338,7 @@ impl Platform for ContainerRuntime {
         Ok(Box::new(self.start_in(id, args, None)?))
     }
     fn start_networked(&self, id: usize, args: &[&str]) -> Result<(Box<dyn Instance>, NetPath), WpError> {
-        let (mut path, server_ns) = NetPath::veth(&self.workload)?;
+        let (mut path, server_ns) = NetPath::veth(&self.workload, &self.stop)?;
         let inst = self.start_in(id, args, Some(&server_ns))?;
         path.what = format!("veth pair, server in a {} container joined to the far namespace", self.name);
         Ok((Box::new(inst), path))
@@ -342,6 +356,7 @@ impl ContainerRuntime {
         let _ = Command::new(&self.binary).args(if rt { vec!["delete", &cid] } else { vec!["delete", "-f", &cid] }).stderr(Stdio::null()).status();
         let inst = ProcessInstance::start_with(
             format!("{} container {cid}", self.name),
+            self.stop.clone(),
             Some(self.bundles.join(format!("{cid}.stderr"))),
             Some(bundle.clone()),
             Box::new(move || {
@@ -379,6 +394,8 @@ pub struct Vm {
     pub memory_bytes: u64,
     /// Label: `qemu-kvm` or `qemu-tcg`.
     pub label: String,
+    /// Set when the run is interrupted.
+    pub stop: Stop,
 }
 
 type Launch = std::thread::JoinHandle<Result<Box<dyn rt_runtime::deploy::WorkerHandle>, WpError>>;
@@ -391,6 +408,7 @@ pub struct VmInstance {
     handle: Option<Box<dyn rt_runtime::deploy::WorkerHandle>>,
     _tap: rt_runtime::net::FronthaulLink,
     seen: usize,
+    stop: Stop,
 }
 
 impl VmInstance {
@@ -408,11 +426,21 @@ impl VmInstance {
 impl Instance for VmInstance {
     fn wait_line(&mut self, prefix: &str, timeout: Duration) -> Result<String, WpError> {
         if let Some(p) = self.pending.take() {
+            while !p.is_finished() {
+                if self.stop.requested() {
+                    self.pending = Some(p);
+                    return Err(WpError::Interrupted);
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
             let h = p.join().map_err(|_| WpError::step(format!("boot guest {}", self.spec.name), "launch thread panicked"))??;
             self.handle = Some(h);
         }
         let deadline = Instant::now() + timeout;
         loop {
+            if self.stop.requested() {
+                return Err(WpError::Interrupted);
+            }
             let text = std::fs::read_to_string(&self.spec.log).unwrap_or_default();
             let lines: Vec<&str> = text.lines().collect();
             for (i, l) in lines.iter().enumerate().skip(self.seen) {
@@ -453,6 +481,17 @@ impl Instance for VmInstance {
 
     fn stop(&mut self) {
         if let Some(p) = self.pending.take() {
+            // Interrupted while the guest boots: end its QEMU so the launch
+            // returns now instead of at its ready timeout.
+            while self.stop.requested() && !p.is_finished() {
+                let me = std::process::id() as i32;
+                for vm in rt_runtime::kvm::list_vms(Path::new("/proc")) {
+                    if vm.name == self.spec.name && vm.ppid == me {
+                        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(vm.pid), nix::sys::signal::Signal::SIGTERM);
+                    }
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
             if let Ok(Ok(h)) = p.join() {
                 self.handle = Some(h);
             }
@@ -499,6 +538,7 @@ impl Platform for Vm {
             server: addr(SERVER_ADDR).ip,
             what: format!("tap {tap} to the guest's virtio-net"),
             workload: self.workload.clone(),
+            stop: self.stop.clone(),
             _link: None,
             _netns: Vec::new(),
         };
@@ -532,7 +572,7 @@ impl Vm {
             work_dir: self.work_dir.join(&name),
             ready_timeout: Duration::from_secs(120),
         };
-        let mut inst = VmInstance { spec, deployment: self.deployment.clone(), pending: None, handle: None, _tap: tap, seen: 0 };
+        let mut inst = VmInstance { spec, deployment: self.deployment.clone(), pending: None, handle: None, _tap: tap, seen: 0, stop: self.stop.clone() };
         inst.launch();
         Ok(inst)
     }
