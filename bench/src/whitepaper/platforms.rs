@@ -8,6 +8,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc::{channel, Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
+use rt_runtime::net::IfAddr;
+
 use super::{Instance, Kind, Platform, Stop, WpError};
 
 /// A child process whose stdout lines are read on a thread.
@@ -241,15 +243,11 @@ pub struct NetPath {
     _netns: Vec<rt_runtime::net::Netns>,
 }
 
-/// Client and server ends of every whitepaper network path (a /30 of their own
+/// Client end of every whitepaper network path (a /30 inside cranlab's own
 /// namespaces, so it cannot meet the host's addresses).
-pub const CLIENT_ADDR: &str = "10.213.0.1/30";
+pub const CLIENT_ADDR: IfAddr = IfAddr { ip: std::net::Ipv4Addr::new(10, 213, 0, 1), prefix: 30 };
 /// The server's end.
-pub const SERVER_ADDR: &str = "10.213.0.2/30";
-
-fn addr(s: &str) -> rt_runtime::net::IfAddr {
-    s.parse().unwrap_or(rt_runtime::net::IfAddr { ip: std::net::Ipv4Addr::UNSPECIFIED, prefix: 32 })
-}
+pub const SERVER_ADDR: IfAddr = IfAddr { ip: std::net::Ipv4Addr::new(10, 213, 0, 2), prefix: 30 };
 
 impl NetPath {
     /// Two namespaces joined by a veth pair, addressed; returns the path and
@@ -263,13 +261,13 @@ impl NetPath {
         let client = net::Netns::create(&net::owned_netns_name("wpc")).map_err(step("create the client's namespace"))?;
         let server = net::Netns::create(&net::owned_netns_name("wps")).map_err(step("create the server's namespace"))?;
         let link = net::veth_pair(&net::short_tag(), client.name(), server.name(), 1500).map_err(step("create the veth pair"))?;
-        net::add_addr(Some(client.name()), link.rrh.name(), addr(CLIENT_ADDR)).map_err(step("address the client's end"))?;
+        net::add_addr(Some(client.name()), link.rrh.name(), CLIENT_ADDR).map_err(step("address the client's end"))?;
         let w = link.worker.as_ref().map(|l| l.name().to_string()).unwrap_or_default();
-        net::add_addr(Some(server.name()), &w, addr(SERVER_ADDR)).map_err(step("address the server's end"))?;
+        net::add_addr(Some(server.name()), &w, SERVER_ADDR).map_err(step("address the server's end"))?;
         let server_ns = server.name().to_string();
         let path = NetPath {
             client_netns: client.name().to_string(),
-            server: addr(SERVER_ADDR).ip,
+            server: SERVER_ADDR.ip,
             what: "veth pair between two network namespaces".into(),
             workload: workload.to_path_buf(),
             stop: stop.clone(),
@@ -529,13 +527,13 @@ impl Platform for Vm {
         Ok(Box::new(self.start_with(id, args, None)?))
     }
     fn start_networked(&self, id: usize, args: &[&str]) -> Result<(Box<dyn Instance>, NetPath), WpError> {
-        let inst = self.start_with(id, args, Some(addr(SERVER_ADDR)))?;
+        let inst = self.start_with(id, args, Some(SERVER_ADDR))?;
         let tap = inst._tap.rrh.name().to_string();
-        rt_runtime::net::add_addr(Some(self.netns.name()), &tap, addr(CLIENT_ADDR))
+        rt_runtime::net::add_addr(Some(self.netns.name()), &tap, CLIENT_ADDR)
             .map_err(|e| WpError::step(format!("network path: address tap {tap}"), e))?;
         let path = NetPath {
             client_netns: self.netns.name().to_string(),
-            server: addr(SERVER_ADDR).ip,
+            server: SERVER_ADDR.ip,
             what: format!("tap {tap} to the guest's virtio-net"),
             workload: self.workload.clone(),
             stop: self.stop.clone(),
@@ -547,7 +545,7 @@ impl Platform for Vm {
 }
 
 impl Vm {
-    fn start_with(&self, id: usize, args: &[&str], guest_addr: Option<rt_runtime::net::IfAddr>) -> Result<VmInstance, WpError> {
+    fn start_with(&self, id: usize, args: &[&str], guest_addr: Option<IfAddr>) -> Result<VmInstance, WpError> {
         std::fs::create_dir_all(&self.work_dir).map_err(|e| WpError::step(format!("create {}", self.work_dir.display()), e))?;
         let tag = format!("wp{id}");
         let tap = rt_runtime::net::tap(&tag, self.netns.name(), 1500).map_err(|e| WpError::step(format!("create tap for guest {id}"), e))?;
