@@ -334,6 +334,32 @@ mod tests {
     }
 
     #[test]
+    fn worker_link_gets_its_address_in_its_namespace() {
+        if !nix::unistd::geteuid().is_root() {
+            eprintln!("skipped: needs root (a network namespace and a veth pair)");
+            return;
+        }
+        let (a, b) = (
+            crate::net::Netns::create(&crate::net::owned_netns_name("bta")).unwrap(),
+            crate::net::Netns::create(&crate::net::owned_netns_name("btb")).unwrap(),
+        );
+        let link = crate::net::veth_pair(&crate::net::short_tag(), a.name(), b.name(), 1500).unwrap();
+        let w = link.worker.as_ref().unwrap().name().to_string();
+        let d = tmpdir("addr");
+        let mut sp = spec(&d, "ip -o -4 addr show dev {iface}; echo READY; exec sleep 30");
+        sp.link.netns = Some(b.name().into());
+        sp.link.ifname = w.clone();
+        sp.link.inner_name = w;
+        sp.link.addr = Some("10.213.0.2/30".parse().unwrap());
+        let mut h = BareDeployment::new().launch(&sp).unwrap();
+        h.stop(Duration::from_secs(2)).unwrap();
+        // The worker, inside the namespace, saw its link addressed.
+        let log = std::fs::read_to_string(d.join("worker.log")).unwrap();
+        assert!(log.contains("inet 10.213.0.2/30"), "{log}");
+        std::fs::remove_dir_all(d).unwrap();
+    }
+
+    #[test]
     fn tail_keeps_last_lines() {
         assert_eq!(tail("a\nb\nc\n", 2), "b | c");
         assert_eq!(tail("", 2), "");
