@@ -68,27 +68,7 @@ impl TransportChoice {
     }
 }
 
-/// How the worker waits for packets.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, clap::ValueEnum)]
-#[serde(rename_all = "lowercase")]
-pub enum PollMode {
-    /// Spin on the receive ring. Under RT throttling on a shared, non-isolated
-    /// core a SCHED_FIFO spinner is stopped for the rest of each period.
-    Busy,
-    /// Block in the kernel until packets arrive.
-    #[default]
-    Block,
-}
-
-impl PollMode {
-    /// Name on the worker's command line.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            PollMode::Busy => "busy",
-            PollMode::Block => "block",
-        }
-    }
-}
+pub use bbu_sim::worker::PollMode;
 
 /// The `[run]` table.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -249,13 +249,10 @@ pub fn from_summary(sum: &bbu_sim::worker::WorkerSummary) -> Result<WorkerSide, 
 /// Runs the worker loop on the calling thread over `io` (the in-memory
 /// path: both ends share the clock).
 pub fn run_worker(s: &Scenario, io: &mut dyn PacketIo, stop: &AtomicBool) -> Result<WorkerSide, SimError> {
-    use bbu_sim::worker::{self, PollMode as WPoll, WorkerConfig};
+    use bbu_sim::worker::{self, WorkerConfig};
     let mut cfg = WorkerConfig::new(s.cell.clone(), s.timing.clone());
     cfg.shared_clock = true;
-    cfg.poll = match s.run.poll {
-        crate::scenario::PollMode::Busy => WPoll::Busy,
-        crate::scenario::PollMode::Block => WPoll::Block,
-    };
+    cfg.poll = s.run.poll;
     let mut sink = bbu_sim::pipeline::SlotProcessor::new(&s.cell).map_err(|e| SimError::Failed(format!("worker pipeline: {e}")))?;
     let sum = worker::run(&cfg, io, &mut sink, stop).map_err(|e| SimError::Failed(format!("worker loop: {e}")))?;
     from_summary(&sum)

@@ -55,17 +55,21 @@ pub enum WorkerError {
     },
 }
 
-/// How the worker waits for packets.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// How the worker waits for packets (the worker's `--poll` and the
+/// scenario's `[run] poll`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
 pub enum PollMode {
-    /// Poll the transport in a tight loop.
+    /// Spin on the receive ring. Under RT throttling on a shared, non-isolated
+    /// core a SCHED_FIFO spinner is stopped for the rest of each period.
     Busy,
-    /// Block in the transport until packets arrive.
+    /// Block in the kernel until packets arrive.
+    #[default]
     Block,
 }
 
 impl PollMode {
-    /// `busy` or `block`.
+    /// `busy` or `block`: the name on the worker's command line.
     pub fn as_str(self) -> &'static str {
         match self {
             PollMode::Busy => "busy",
