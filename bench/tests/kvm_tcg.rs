@@ -61,6 +61,11 @@ fn kvm_guest_under_tcg_answers_with_zero_bit_errors_and_leaves_nothing() {
         assert!(text.contains("TCG emulation"), "the console must say the kvm run is emulated: {text}");
         assert!(run.notes.iter().chain(r.host.notes.iter()).any(|n| n.contains("TCG")) || run.granted.to_string().contains("TCG"), "{run:?}");
     }
+    // The guest times its own processing: its clock must be fine-grained
+    // (tsc under TCG with tsc=reliable, kvm-clock under KVM), not jiffies.
+    let granted = run.granted.to_string();
+    assert!(granted.contains("guest clocksource "), "the guest's clocksource is not reported: {granted}");
+    assert!(!granted.contains("jiffies"), "{granted}");
     assert!(run.slots > 0, "no slots sent");
     assert!(run.bits_checked > 0, "no bits checked: the replies carried no data");
     assert_eq!(run.bit_errors, 0, "bit errors through the guest: {text}");

@@ -167,14 +167,17 @@ pub struct GuestGranted {
     pub cpus: String,
     /// Locked memory, kB.
     pub vmlck_kb: u64,
+    /// The guest kernel's clocksource, where the init reported it.
+    pub clocksource: Option<String>,
 }
 
-/// Parses `CRANLAB-GRANTED policy_prio=1:80 cpus=1 vmlck_kb=1234`.
+/// Parses `CRANLAB-GRANTED policy_prio=1:80 cpus=1 vmlck_kb=1234 clocksource=tsc`.
 pub fn parse_granted(log: &str) -> Option<GuestGranted> {
     let l = log.lines().find_map(|l| l.trim().strip_prefix("CRANLAB-GRANTED "))?;
     let mut sched = None;
     let mut cpus = String::new();
     let mut vmlck_kb = 0;
+    let mut clocksource = None;
     for kv in l.split_whitespace() {
         match kv.split_once('=')? {
             ("policy_prio", v) => {
@@ -190,10 +193,11 @@ pub fn parse_granted(log: &str) -> Option<GuestGranted> {
             }
             ("cpus", v) => cpus = v.to_string(),
             ("vmlck_kb", v) => vmlck_kb = v.parse().unwrap_or(0),
+            ("clocksource", v) if v != "unknown" => clocksource = Some(v.to_string()),
             _ => {}
         }
     }
-    Some(GuestGranted { sched: sched?, cpus, vmlck_kb })
+    Some(GuestGranted { sched: sched?, cpus, vmlck_kb, clocksource })
 }
 
 /// The worker's exit code reported by the init (`CRANLAB-EXIT n`).
@@ -372,6 +376,13 @@ impl Deployment for KvmDeployment {
                     if g.sched != format!("SCHED_FIFO:{p}") {
                         notes.push(format!("SCHED_FIFO:{p} was asked for the worker but the guest kernel reports {}", g.sched));
                     }
+                }
+                match g.clocksource.as_deref() {
+                    Some(cs) if cs.contains("jiffies") => notes.push(format!(
+                        "the guest's clocksource is {cs} (one tick of resolution): what the guest times itself (processing, wake-up, Ta4 margins) is coarse; the host-side turnaround is not"
+                    )),
+                    Some(cs) => notes.push(format!("guest clocksource {cs}")),
+                    None => {}
                 }
                 if spec.mlock && g.vmlck_kb == 0 {
                     notes.push("mlockall was asked but the worker has no locked memory in the guest (VmLck 0)".into());
@@ -848,7 +859,10 @@ mod tests {
     #[test]
     fn granted_and_exit_lines_are_parsed() {
         let log = "x\nCRANLAB-GRANTED policy_prio=1:80 cpus=1 vmlck_kb=2048\nSUMMARY {}\nCRANLAB-EXIT 3\n";
-        assert_eq!(parse_granted(log), Some(GuestGranted { sched: "SCHED_FIFO:80".into(), cpus: "1".into(), vmlck_kb: 2048 }));
+        assert_eq!(parse_granted(log), Some(GuestGranted { sched: "SCHED_FIFO:80".into(), cpus: "1".into(), vmlck_kb: 2048, clocksource: None }));
+        let g = parse_granted("CRANLAB-GRANTED policy_prio=1:80 cpus=1 vmlck_kb=0 clocksource=refined-jiffies").unwrap();
+        assert_eq!(g.clocksource.as_deref(), Some("refined-jiffies"));
+        assert_eq!(parse_granted("CRANLAB-GRANTED policy_prio=1:80 cpus=1 vmlck_kb=0 clocksource=unknown").unwrap().clocksource, None);
         assert_eq!(parse_granted("CRANLAB-GRANTED policy_prio=0:0 cpus=1 vmlck_kb=0").unwrap().sched, "SCHED_OTHER");
         assert_eq!(parse_granted("nothing"), None);
         assert_eq!(parse_exit(log), Some(3));

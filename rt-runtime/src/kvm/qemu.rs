@@ -156,7 +156,11 @@ pub struct GuestCmdline {
     pub ifname: String,
     /// Worker arguments (after `--`).
     pub args: Vec<String>,
-    /// TSC frequency in kHz for `tsc_early_khz` (TCG), if known.
+    /// TSC frequency in kHz for `tsc_early_khz` (TCG), if known. Also adds
+    /// `tsc=reliable`: multi-threaded TCG vCPUs fail the guest kernel's TSC
+    /// sync check, and the guest would fall back to refined-jiffies (one
+    /// tick, 4 ms at HZ=250, of clock resolution), although every vCPU's TSC
+    /// is read from the host's synchronised TSC.
     pub tsc_khz: Option<u64>,
     /// `cranlab.mode=probe` instead of running a worker.
     pub probe: bool,
@@ -201,6 +205,7 @@ impl GuestCmdline {
         let mut c: Vec<String> = vec!["console=ttyS0".into(), "quiet".into(), "loglevel=4".into(), "panic=-1".into()];
         if let Some(k) = self.tsc_khz {
             c.push(format!("tsc_early_khz={k}"));
+            c.push("tsc=reliable".into());
         }
         if !self.probe && !self.worker_vcpus.is_empty() {
             let l = cpu_list(&self.worker_vcpus);
@@ -360,7 +365,7 @@ mod tests {
         let s = gc().render(&all).unwrap();
         assert_eq!(
             s,
-            "console=ttyS0 quiet loglevel=4 panic=-1 tsc_early_khz=2596130 isolcpus=1 nohz_full=1 rcu_nocbs=1 \
+            "console=ttyS0 quiet loglevel=4 panic=-1 tsc_early_khz=2596130 tsc=reliable isolcpus=1 nohz_full=1 rcu_nocbs=1 \
              irqaffinity=0 cranlab.mode=worker cranlab.cpus=1 cranlab.sched=fifo:80 cranlab.ifname=fh0 -- --iface fh0 --mlock"
         );
         let none = KernelFeatures::default();
