@@ -14,7 +14,7 @@ use std::process::{Command, Stdio};
 use bench::results::Results;
 
 mod common;
-use common::{cranlab, cranlab_links, netns_of, processes_mentioning, qemu_skip_reason};
+use common::{assert_nothing_left, cranlab, cranlab_links, qemu_skip_reason};
 
 fn scenario() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios/tcg-light.toml")
@@ -77,10 +77,6 @@ fn kvm_guest_under_tcg_answers_with_zero_bit_errors_and_leaves_nothing() {
     assert!(run.granted.get("start_to_ready_ns").and_then(|v| v.as_u64()).is_some_and(|ns| ns > 0), "{}", run.granted);
 
     // Nothing left: namespaces of this run, links, QEMU processes.
-    assert!(netns_of(pid).is_empty(), "left behind: {:?}", netns_of(pid));
-    let new_links: Vec<String> = cranlab_links().into_iter().filter(|l| !links_before.contains(l)).collect();
-    assert!(new_links.is_empty(), "links left behind: {new_links:?}");
-    let procs = processes_mentioning(&out.to_string_lossy());
-    assert!(procs.is_empty(), "processes of this run left behind: {procs:?}");
+    assert_nothing_left(pid, &links_before, &out);
     std::fs::remove_dir_all(out).unwrap();
 }

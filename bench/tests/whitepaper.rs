@@ -14,7 +14,7 @@ use std::process::{Command, Stdio};
 use bench::whitepaper::{PlatformFigures, WhitepaperResults};
 
 mod common;
-use common::{cranlab, cranlab_links, netns_of, processes_mentioning, qemu_skip_reason, root};
+use common::{assert_nothing_left, cranlab, cranlab_links, processes_mentioning, qemu_skip_reason, root};
 
 fn assert_performance(f: &PlatformFigures, text: &str) {
     let who = &f.name;
@@ -96,11 +96,7 @@ fn whitepaper_fills_every_row_and_leaves_nothing() {
     }
     assert!(std::fs::read_to_string(out.join("whitepaper.md")).unwrap().contains(&r.table));
 
-    assert!(netns_of(pid).is_empty(), "left behind: {:?}", netns_of(pid));
-    let new_links: Vec<String> = cranlab_links().into_iter().filter(|l| !links_before.contains(l)).collect();
-    assert!(new_links.is_empty(), "links left behind: {new_links:?}");
-    let procs = processes_mentioning(&out.to_string_lossy());
-    assert!(procs.is_empty(), "processes of this run left behind: {procs:?}");
+    assert_nothing_left(pid, &links_before, &out);
     std::fs::remove_dir_all(out).unwrap();
 }
 
@@ -180,10 +176,6 @@ fn sigint_stops_the_whitepaper_and_leaves_nothing() {
     assert_eq!(status.code(), Some(130), "{seen:?}");
     assert!(seen.iter().any(|l| l.contains("interrupted")), "{seen:?}");
     assert!(!out.join("whitepaper.json").exists(), "an interrupted run must not write results");
-    assert!(netns_of(pid).is_empty(), "left behind: {:?}", netns_of(pid));
-    let new_links: Vec<String> = cranlab_links().into_iter().filter(|l| !links_before.contains(l)).collect();
-    assert!(new_links.is_empty(), "links left behind: {new_links:?}");
-    let procs = processes_mentioning(&out.to_string_lossy());
-    assert!(procs.is_empty(), "processes of this run left behind: {procs:?}");
+    assert_nothing_left(pid, &links_before, &out);
     let _ = std::fs::remove_dir_all(out);
 }

@@ -2,7 +2,7 @@
 //! run may have left on the host.
 #![allow(dead_code)] // each test binary uses its own subset
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// The `cranlab` binary of this build.
@@ -60,4 +60,14 @@ pub fn processes_mentioning(needle: &str) -> Vec<String> {
         }
     }
     v
+}
+
+/// Asserts that the cranlab process `pid` left nothing: no namespace it owns,
+/// no cranlab link beyond `links_before`, no process mentioning its `out` dir.
+pub fn assert_nothing_left(pid: u32, links_before: &[String], out: &Path) {
+    assert!(netns_of(pid).is_empty(), "left behind: {:?}", netns_of(pid));
+    let new_links: Vec<String> = cranlab_links().into_iter().filter(|l| !links_before.contains(l)).collect();
+    assert!(new_links.is_empty(), "links left behind: {new_links:?}");
+    let procs = processes_mentioning(&out.to_string_lossy());
+    assert!(procs.is_empty(), "processes of this run left behind: {procs:?}");
 }
