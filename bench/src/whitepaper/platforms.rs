@@ -404,7 +404,8 @@ pub struct VmInstance {
     deployment: std::sync::Arc<rt_runtime::kvm::KvmDeployment>,
     pending: Option<Launch>,
     handle: Option<Box<dyn rt_runtime::deploy::WorkerHandle>>,
-    _tap: rt_runtime::net::FronthaulLink,
+    /// The guest's tap (removed on drop).
+    tap: rt_runtime::net::FronthaulLink,
     seen: usize,
     stop: Stop,
 }
@@ -528,7 +529,7 @@ impl Platform for Vm {
     }
     fn start_networked(&self, id: usize, args: &[&str]) -> Result<(Box<dyn Instance>, NetPath), WpError> {
         let inst = self.start_with(id, args, Some(SERVER_ADDR))?;
-        let tap = inst._tap.rrh.name().to_string();
+        let tap = inst.tap.rrh.name().to_string();
         rt_runtime::net::add_addr(Some(self.netns.name()), &tap, CLIENT_ADDR)
             .map_err(|e| WpError::step(format!("network path: address tap {tap}"), e))?;
         let path = NetPath {
@@ -570,7 +571,7 @@ impl Vm {
             work_dir: self.work_dir.join(&name),
             ready_timeout: Duration::from_secs(120),
         };
-        let mut inst = VmInstance { spec, deployment: self.deployment.clone(), pending: None, handle: None, _tap: tap, seen: 0, stop: self.stop.clone() };
+        let mut inst = VmInstance { spec, deployment: self.deployment.clone(), pending: None, handle: None, tap, seen: 0, stop: self.stop.clone() };
         inst.launch();
         Ok(inst)
     }
